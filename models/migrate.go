@@ -1,0 +1,96 @@
+package models
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"gorm.io/gorm"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// columnTypes spells the few types the two databases name differently; the
+// migrations write them as $TIMESTAMP and $JSON.
+var columnTypes = map[Dialect]*strings.Replacer{
+	Postgres: strings.NewReplacer("$TIMESTAMP", "TIMESTAMPTZ", "$JSON", "JSONB"),
+	// The SQLite driver turns a column declared TIMESTAMP back into time.Time.
+	SQLite: strings.NewReplacer("$TIMESTAMP", "TIMESTAMP", "$JSON", "TEXT"),
+}
+
+// Migrate applies every pending migration in models/migrations, in version
+// order, each in its own transaction. On Postgres an advisory lock keeps
+// replicas that start together from migrating at the same time.
+func Migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	dialect := DialectOf(db)
+	migrations, err := loadMigrations(dialect)
+	if err != nil {
+		return err
+	}
+	opts := []goose.ProviderOption{
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithGoMigrations(migrations...),
+		goose.WithSlog(log),
+	}
+	gooseDialect := goose.DialectSQLite3
+	if dialect == Postgres {
+		gooseDialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	provider, err := goose.NewProvider(gooseDialect, sqlDB, nil, opts...)
+	if err != nil {
+		return fmt.Errorf("prepare migrations: %w", err)
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, r := range results {
+		log.Info("migration applied", "version", r.Source.Version, "duration", r.Duration)
+	}
+	return nil
+}
+
+// loadMigrations reads NNNN_name.sql files and turns each into a goose
+// migration with the dialect's column types filled in.
+func loadMigrations(dialect Dialect) ([]*goose.Migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var out []*goose.Migration
+	for _, name := range names {
+		version, err := strconv.ParseInt(strings.SplitN(path.Base(name), "_", 2)[0], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with a version number", name)
+		}
+		body, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		stmt := columnTypes[dialect].Replace(string(body))
+		up := &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, stmt)
+			return err
+		}}
+		out = append(out, goose.NewGoMigration(version, up, nil))
+	}
+	return out, nil
+}

@@ -1,0 +1,107 @@
+// Package modelstest gives tests a fresh, migrated database of each kind:
+// a temporary SQLite file, and a new Postgres database created on the server
+// named by TEST_DATABASE_URL and dropped when the test ends.
+package modelstest
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"gorm.io/gorm"
+
+	"github.com/usersync/usersync/models"
+)
+
+// Dialects are the databases every database test runs against.
+var Dialects = []models.Dialect{models.SQLite, models.Postgres}
+
+// Each runs fn as a subtest per dialect, each with its own fresh database.
+func Each(t *testing.T, fn func(t *testing.T, db *gorm.DB)) {
+	t.Helper()
+	for _, d := range Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			fn(t, New(t, d))
+		})
+	}
+}
+
+// New returns a fresh migrated database of the given dialect, closed (and on
+// Postgres dropped) when the test ends. Without TEST_DATABASE_URL the Postgres
+// case is skipped with the reason, except under CI=true, where it fails.
+func New(t testing.TB, dialect models.Dialect) *gorm.DB {
+	t.Helper()
+	dialect, dsn := NewDSN(t, dialect)
+	db, err := models.Open(context.Background(), dialect, dsn)
+	if err != nil {
+		t.Fatalf("open %s test database: %v", dialect, err)
+	}
+	t.Cleanup(func() { models.Close(db) })
+	if err := models.Migrate(context.Background(), db, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatalf("migrate %s test database: %v", dialect, err)
+	}
+	return db
+}
+
+// NewDSN creates an empty database and returns what models.Open takes for it;
+// for tests that open the database themselves (a server under test).
+func NewDSN(t testing.TB, dialect models.Dialect) (models.Dialect, string) {
+	t.Helper()
+	if dialect == models.SQLite {
+		return dialect, filepath.Join(t.TempDir(), "usersync.db")
+	}
+	return dialect, newPostgresDatabase(t)
+}
+
+// PostgresURL returns TEST_DATABASE_URL, or skips (fails under CI) without it.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("TEST_DATABASE_URL")
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TEST_DATABASE_URL is not set, and CI=true: Postgres tests must run in CI")
+		}
+		t.Skip("Postgres test skipped: set TEST_DATABASE_URL=postgres://user@host:5432/db (a role that may CREATE DATABASE)")
+	}
+	return u
+}
+
+var (
+	adminOnce sync.Once
+	admin     *gorm.DB
+	adminErr  error
+)
+
+func newPostgresDatabase(t testing.TB) string {
+	t.Helper()
+	base := PostgresURL(t)
+	adminOnce.Do(func() {
+		admin, adminErr = models.Open(context.Background(), models.Postgres, base)
+	})
+	if adminErr != nil {
+		t.Fatalf("TEST_DATABASE_URL does not answer: %v", adminErr)
+	}
+	name := "usersync_test_" + strings.ToLower(rand.Text())
+	if err := admin.Exec("CREATE DATABASE " + name).Error; err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		// Registered before the test's own Close cleanup, so it runs after it.
+		if err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)").Error; err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("TEST_DATABASE_URL must be a postgres:// URL: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}

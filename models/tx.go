@@ -1,0 +1,50 @@
+package models
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+)
+
+// maxAttempts bounds how often a transaction that lost a race is re-run.
+const maxAttempts = 5
+
+// errRaced asks inTx to roll back and run the transaction again.
+var errRaced = errors.New("concurrent write, retry")
+
+// inTx runs fn in a transaction and commits only if fn succeeds. A transaction
+// that lost a race to a concurrent one (a deadlock, a serialization failure,
+// another row taking the same email between our read and our write) is rolled
+// back and run again from the start, a bounded number of times.
+func inTx[T any](ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) (T, error)) (T, error) {
+	var out T
+	var err error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			var fnErr error
+			out, fnErr = fn(tx)
+			return fnErr
+		})
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return out, err
+		}
+	}
+	return out, err
+}
+
+// retryable reports whether err means "another transaction got there first".
+func retryable(err error) bool {
+	if errors.Is(err, errRaced) || errors.Is(err, gorm.ErrDuplicatedKey) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40001", "40P01": // serialization_failure, deadlock_detected
+			return true
+		}
+	}
+	return false
+}

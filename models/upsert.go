@@ -1,0 +1,181 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// ApplySnapshot applies a Clerk user snapshot to the users table in one
+// transaction, following contract rules 1–7, and reports what it did.
+func ApplySnapshot(ctx context.Context, db *gorm.DB, s Snapshot, src Source) (Outcome, error) {
+	return inTx(ctx, db, func(tx *gorm.DB) (Outcome, error) {
+		return applySnapshot(tx, s, src, now())
+	})
+}
+
+// Tombstone records that Clerk deleted the user (rule 5): the row keeps its id
+// and tier, loses its personal data, and no later snapshot changes it. An
+// unknown id becomes a tombstone too, so a late user.created cannot revive it.
+func Tombstone(ctx context.Context, db *gorm.DB, id string, src Source) (Outcome, error) {
+	return inTx(ctx, db, func(tx *gorm.DB) (Outcome, error) {
+		return tombstone(tx, id, src, now())
+	})
+}
+
+// now is the row time: UTC, cut to the microseconds Postgres keeps, so a value
+// read back equals the value written on both databases.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// applySnapshot is the one upsert. It reads the user's row and the live holder
+// of the snapshot's email under lock, decides in Go, and writes only when the
+// snapshot is newer (rule 7). The conflict clause repeats the ordering guard so
+// a row inserted concurrently is never overwritten by an older snapshot.
+func applySnapshot(tx *gorm.DB, s Snapshot, src Source, at time.Time) (Outcome, error) {
+	s = s.normalized()
+	own, holder, err := lockRows(tx, s)
+	if err != nil {
+		return "", err
+	}
+	if own != nil {
+		switch {
+		case own.Deleted():
+			return Gone, nil
+		case s.UpdatedAt == own.ClerkUpdatedAt:
+			return Unchanged, nil
+		case s.UpdatedAt < own.ClerkUpdatedAt:
+			return Stale, nil
+		}
+	}
+	email := s.Email
+	if holder != nil {
+		if outranks(*holder, s) {
+			email = nil
+		} else if err := releaseEmail(tx, holder.ID, at); err != nil {
+			return "", err
+		}
+	}
+	row := s.row(email, src, at)
+	res := tx.Clauses(upsertClause(s.Tier != "")).Create(&row)
+	if res.Error != nil {
+		return "", fmt.Errorf("upsert user %s: %w", s.ID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		// A concurrent transaction inserted a newer row after our read; start
+		// over so anything this attempt wrote is rolled back.
+		return "", errRaced
+	}
+	if own == nil {
+		return Created, nil
+	}
+	return Updated, nil
+}
+
+// lockRows reads the user's own row and the live row holding the snapshot's
+// email, locking both on Postgres (SQLite transactions already hold the write
+// lock from BEGIN IMMEDIATE).
+func lockRows(tx *gorm.DB, s Snapshot) (own, holder *User, err error) {
+	q := tx.Select("id", "email", "clerk_updated_at", "deleted_at").Where("id = ?", s.ID)
+	if s.Email != nil {
+		q = q.Or("email = ? AND deleted_at IS NULL", *s.Email)
+	}
+	if DialectOf(tx) == Postgres {
+		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	var rows []User
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, nil, fmt.Errorf("read user %s: %w", s.ID, err)
+	}
+	for i := range rows {
+		if rows[i].ID == s.ID {
+			own = &rows[i]
+		} else {
+			holder = &rows[i]
+		}
+	}
+	return own, holder, nil
+}
+
+// releaseEmail takes the address away from a row that lost it to a newer
+// snapshot of another user (rule 3).
+func releaseEmail(tx *gorm.DB, id string, at time.Time) error {
+	err := tx.Model(&User{}).Where("id = ?", id).
+		Updates(map[string]any{"email": nil, "email_verified": false, "updated_at": at}).Error
+	if err != nil {
+		return fmt.Errorf("release email of user %s: %w", id, err)
+	}
+	return nil
+}
+
+// snapshotColumns are the columns a newer snapshot overwrites. tier is added
+// only when the snapshot names one (rule 4); created_at never changes.
+var snapshotColumns = []string{
+	"email", "first_name", "last_name", "image_url", "username", "phone_number",
+	"email_verified", "raw_json", "clerk_updated_at", "updated_at", "sync_source", "synced_at",
+}
+
+func upsertClause(withTier bool) clause.OnConflict {
+	cols := snapshotColumns
+	if withTier {
+		cols = append(cols[:len(cols):len(cols)], "tier")
+	}
+	return clause.OnConflict{
+		Columns:   []clause.Column{{Name: "id"}},
+		DoUpdates: clause.AssignmentColumns(cols),
+		// Qualified names: Postgres rejects a bare clerk_updated_at here as ambiguous.
+		Where: clause.Where{Exprs: []clause.Expression{clause.Expr{
+			SQL: "users.clerk_updated_at < excluded.clerk_updated_at AND users.deleted_at IS NULL",
+		}}},
+	}
+}
+
+// tombstoneClause clears personal data on an existing live row.
+var tombstoneClause = clause.OnConflict{
+	Columns: []clause.Column{{Name: "id"}},
+	DoUpdates: append(clause.Set{
+		{Column: clause.Column{Name: "email"}, Value: nil},
+		{Column: clause.Column{Name: "first_name"}, Value: nil},
+		{Column: clause.Column{Name: "last_name"}, Value: nil},
+		{Column: clause.Column{Name: "image_url"}, Value: nil},
+		{Column: clause.Column{Name: "username"}, Value: nil},
+		{Column: clause.Column{Name: "phone_number"}, Value: nil},
+		{Column: clause.Column{Name: "raw_json"}, Value: nil},
+		{Column: clause.Column{Name: "email_verified"}, Value: false},
+	}, clause.AssignmentColumns([]string{"deleted_at", "updated_at", "sync_source"})...),
+	Where: clause.Where{Exprs: []clause.Expression{clause.Expr{SQL: "users.deleted_at IS NULL"}}},
+}
+
+func tombstone(tx *gorm.DB, id string, src Source, at time.Time) (Outcome, error) {
+	row := User{
+		ID:         id,
+		Tier:       TierFree,
+		CreatedAt:  at,
+		UpdatedAt:  at,
+		DeletedAt:  &at,
+		SyncSource: src,
+	}
+	res := tx.Clauses(tombstoneClause).Create(&row)
+	if res.Error != nil {
+		return "", fmt.Errorf("tombstone user %s: %w", id, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return Gone, nil
+	}
+	return Deleted, nil
+}
+
+// FindUser reads one row, tombstones included.
+func FindUser(ctx context.Context, db *gorm.DB, id string) (User, error) {
+	var u User
+	err := db.WithContext(ctx).Where("id = ?", id).Take(&u).Error
+	if err == gorm.ErrRecordNotFound {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("find user %s: %w", id, err)
+	}
+	return u, nil
+}
