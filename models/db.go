@@ -23,8 +23,11 @@ const (
 // sqliteParams make the embedded database safe for concurrent writers: WAL lets
 // readers run beside the writer, BEGIN IMMEDIATE takes the write lock up front
 // (so two read-then-write transactions cannot deadlock on the upgrade), and
-// busy_timeout makes a waiting writer queue instead of failing at once.
-const sqliteParams = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite"
+// busy_timeout makes a waiting writer queue instead of failing at once, and
+// synchronous(FULL) makes a commit survive power loss (rule 6).
+// (No _time_format: glebarez/go-sqlite v1.21 stops reading parameters after
+// it, which would silently drop _txlock.)
+const sqliteParams = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate"
 
 // Open connects to the database. dsn is a Postgres URL for Postgres and a file
 // path (optionally with SQLite URI parameters) for SQLite.
