@@ -49,7 +49,7 @@ type step struct {
 
 func apply(s models.Snapshot, want models.Outcome) step { return step{apply: &s, want: want} }
 func del(id string, want models.Outcome) step           { return step{del: id, want: want} }
-func setTier(id, t string) step                          { return step{setTier: [2]string{id, t}} }
+func setTier(id, t string) step                         { return step{setTier: [2]string{id, t}} }
 
 // rowView is the part of a row the rules speak about.
 type rowView struct {

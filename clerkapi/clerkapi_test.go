@@ -1,0 +1,190 @@
+package clerkapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/usersync/usersync/clerkapi"
+	"github.com/usersync/usersync/models"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "clerk", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The repository keeps copies of Clerk's documented payloads so tests run on
+// any clone; where the shared originals sit beside the repo, they must match.
+func TestFixturesMatchShared(t *testing.T) {
+	for _, name := range []string{"clerk_user_created_example.json", "clerk_user_deleted_example.json"} {
+		shared, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", name))
+		if errors.Is(err, os.ErrNotExist) {
+			t.Skipf("../shared/fixtures not beside this clone")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(shared, readFixture(t, name)) {
+			t.Errorf("testdata/clerk/%s differs from ../shared/fixtures/%s", name, name)
+		}
+	}
+}
+
+func TestParseEventFixtures(t *testing.T) {
+	created, err := clerkapi.ParseEvent(readFixture(t, "clerk_user_created_example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created.Type != "user.created" || created.UserID != "user_29w83sxmDNGwOuEthce5gg56FcC" {
+		t.Errorf("created = %s %s", created.Type, created.UserID)
+	}
+	s, err := clerkapi.SnapshotFromJSON(created.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := models.Snapshot{
+		ID:            "user_29w83sxmDNGwOuEthce5gg56FcC",
+		Email:         ptr("example@example.org"),
+		EmailVerified: true,
+		FirstName:     ptr("Example"),
+		LastName:      ptr("Example"),
+		ImageURL:      ptr("https://img.clerk.com/xxxxxx"),
+		UpdatedAt:     1654012591835,
+		RawJSON:       string(created.Data),
+	}
+	if diff := cmp.Diff(want, s); diff != "" {
+		t.Errorf("snapshot (-want +got):\n%s", diff)
+	}
+
+	deleted, err := clerkapi.ParseEvent(readFixture(t, "clerk_user_deleted_example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted.Type != "user.deleted" || deleted.UserID != "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S" {
+		t.Errorf("deleted = %s %s", deleted.Type, deleted.UserID)
+	}
+}
+
+func TestParseEventRejects(t *testing.T) {
+	cases := map[string]string{
+		"not JSON":         `{"type":`,
+		"array":            `[]`,
+		"no type":          `{"data":{"id":"user_1"}}`,
+		"empty type":       `{"type":"","data":{"id":"user_1"}}`,
+		"type not string":  `{"type":5,"data":{"id":"user_1"}}`,
+		"no data":          `{"type":"user.created"}`,
+		"data not object":  `{"type":"user.created","data":"user_1"}`,
+		"no data.id":       `{"type":"user.created","data":{}}`,
+		"empty data.id":    `{"type":"user.created","data":{"id":""}}`,
+		"data.id a number": `{"type":"user.created","data":{"id":1}}`,
+		"null":             `null`,
+	}
+	for name, body := range cases {
+		if _, err := clerkapi.ParseEvent([]byte(body)); !errors.Is(err, clerkapi.ErrNotClerkEvent) {
+			t.Errorf("%s: err = %v, want ErrNotClerkEvent", name, err)
+		}
+	}
+}
+
+// user builds a Clerk user object around the fields a case sets.
+func user(fields string) []byte {
+	return []byte(`{"object":"user","id":"user_1","updated_at":42` + fields + `}`)
+}
+
+func TestSnapshotMapping(t *testing.T) {
+	emails := `,"email_addresses":[
+		{"id":"idn_a","email_address":"Old@Example.com","verification":{"status":"verified"}},
+		{"id":"idn_b","email_address":"New@Example.COM","verification":{"status":"unverified"}}]`
+	cases := []struct {
+		name string
+		json []byte
+		want models.Snapshot
+	}{
+		{"primary email chosen and lower-cased", user(emails + `,"primary_email_address_id":"idn_b"`),
+			models.Snapshot{Email: ptr("new@example.com")}},
+		{"verified primary", user(emails + `,"primary_email_address_id":"idn_a"`),
+			models.Snapshot{Email: ptr("old@example.com"), EmailVerified: true}},
+		{"primary id matches nothing", user(emails + `,"primary_email_address_id":"idn_zzz"`),
+			models.Snapshot{}},
+		{"no primary id", user(emails), models.Snapshot{}},
+		{"phone only", user(`,"email_addresses":[],"phone_numbers":[{"id":"idn_p","phone_number":"+15555550100"}],"primary_phone_number_id":"idn_p"`),
+			models.Snapshot{PhoneNumber: ptr("+15555550100")}},
+		{"username only", user(`,"username":"neo","first_name":"","last_name":null`),
+			models.Snapshot{Username: ptr("neo")}},
+		{"tier in any case", user(`,"public_metadata":{"tier":"pro"}`), models.Snapshot{Tier: "PRO"}},
+		{"tier MAXX", user(`,"public_metadata":{"tier":"MaXx"}`), models.Snapshot{Tier: "MAXX"}},
+		{"unknown tier ignored", user(`,"public_metadata":{"tier":"GOLD"}`), models.Snapshot{}},
+		{"tier not a string ignored", user(`,"public_metadata":{"tier":3}`), models.Snapshot{}},
+		{"metadata not an object", user(`,"public_metadata":"PRO"`), models.Snapshot{}},
+		{"private tier ignored", user(`,"private_metadata":{"tier":"PRO"}`), models.Snapshot{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := clerkapi.SnapshotFromJSON(tc.json)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.want
+			want.ID, want.UpdatedAt, want.RawJSON = "user_1", 42, string(tc.json)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("snapshot (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSnapshotRejects(t *testing.T) {
+	for _, body := range []string{`{"id":""}`, `{"id":"user_1","updated_at":"soon"}`, `[]`, `{"id":"u","email_addresses":{}}`} {
+		if _, err := clerkapi.SnapshotFromJSON([]byte(body)); !errors.Is(err, clerkapi.ErrInvalidUser) {
+			t.Errorf("%s: err = %v, want ErrInvalidUser", body, err)
+		}
+	}
+}
+
+// FuzzParseEvent feeds arbitrary bodies through decoding and mapping: nothing
+// panics, and whatever maps keeps the rules' invariants.
+func FuzzParseEvent(f *testing.F) {
+	f.Add(readFixture(f, "clerk_user_created_example.json"))
+	f.Add(readFixture(f, "clerk_user_deleted_example.json"))
+	f.Add([]byte(`{"type":"user.updated","data":{"id":"u","primary_email_address_id":"e","email_addresses":[{"id":"e","email_address":"ÀB@X"}],"public_metadata":{"tier":"maxx"}}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ev, err := clerkapi.ParseEvent(body)
+		if err != nil {
+			return
+		}
+		if ev.Type == "" || ev.UserID == "" {
+			t.Fatalf("accepted event without type or id: %q", body)
+		}
+		s, err := clerkapi.SnapshotFromJSON(ev.Data)
+		if err != nil {
+			return
+		}
+		if s.ID != ev.UserID {
+			t.Fatalf("snapshot id %q != data.id %q", s.ID, ev.UserID)
+		}
+		if s.Email != nil && (*s.Email == "" || *s.Email != strings.ToLower(*s.Email)) {
+			t.Fatalf("email %q not lower-cased or empty", *s.Email)
+		}
+		switch s.Tier {
+		case "", models.TierFree, models.TierPro, models.TierMaxx:
+		default:
+			t.Fatalf("tier %q", s.Tier)
+		}
+		if !json.Valid([]byte(s.RawJSON)) {
+			t.Fatalf("raw JSON not valid")
+		}
+	})
+}

@@ -1,0 +1,247 @@
+// Package config reads usersync's configuration from the environment.
+package config
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/usersync/usersync/models"
+)
+
+// Defaults, in one place.
+const (
+	DefaultSQLitePath    = "usersync.db"
+	DefaultPort          = 8080
+	DefaultClerkAPIURL   = "https://api.clerk.com"
+	DefaultSyncFreshness = 5 * time.Minute
+)
+
+// Config is the whole configuration of one usersync process.
+type Config struct {
+	Database Database
+	Port     int
+
+	ClerkSecretKey    string
+	ClerkAPIURL       string // without a trailing slash
+	ClerkJWTKey       string // PEM public key; empty means fetch the JWKS
+	AuthorizedParties []string
+	Issuer            string
+
+	// WebhookSecrets are the whsec_ signing secrets; empty means none was
+	// configured and a development secret is used.
+	WebhookSecrets []string
+
+	SyncFreshness      time.Duration
+	CORSAllowedOrigins []string
+
+	LogLevel  slog.Level
+	LogFormat string // "json" or "text"
+}
+
+// Database says which database to open.
+type Database struct {
+	Dialect models.Dialect
+	// DSN is the Postgres URL, or the SQLite file path.
+	DSN string
+	// Embedded is true when DATABASE_URL was not set and the default file is used.
+	Embedded bool
+}
+
+// SQLitePath is the database file for SQLite, "" for Postgres.
+func (d Database) SQLitePath() string {
+	if d.Dialect == models.SQLite {
+		return d.DSN
+	}
+	return ""
+}
+
+// Load reads the configuration through getenv (os.Getenv, or a lookup that
+// also sees .env). Every problem is reported, each naming its variable.
+func Load(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		Database:          p.database("DATABASE_URL"),
+		Port:              p.port("PORT"),
+		ClerkSecretKey:    getenv("CLERK_SECRET_KEY"),
+		ClerkAPIURL:       p.baseURL("CLERK_API_URL", DefaultClerkAPIURL),
+		ClerkJWTKey:       p.pemKey("CLERK_JWT_KEY"),
+		AuthorizedParties: list(getenv("CLERK_AUTHORIZED_PARTIES")),
+		Issuer:            strings.TrimSpace(getenv("CLERK_ISSUER")),
+		WebhookSecrets:    p.webhookSecrets(),
+		SyncFreshness:     p.duration("SYNC_FRESHNESS", DefaultSyncFreshness),
+		LogLevel:          p.logLevel("LOG_LEVEL"),
+		LogFormat:         p.oneOf("LOG_FORMAT", "json", "json", "text"),
+	}
+	c.CORSAllowedOrigins = c.AuthorizedParties
+	if v := getenv("CORS_ALLOWED_ORIGINS"); v != "" {
+		c.CORSAllowedOrigins = list(v)
+	}
+	return c, errors.Join(p.errs...)
+}
+
+// parser collects one error per bad variable.
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) fail(name, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
+}
+
+func (p *parser) database(name string) Database {
+	v := strings.TrimSpace(p.getenv(name))
+	switch {
+	case v == "":
+		return Database{Dialect: models.SQLite, DSN: DefaultSQLitePath, Embedded: true}
+	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
+		return Database{Dialect: models.Postgres, DSN: v}
+	case strings.HasPrefix(v, "sqlite://"):
+		return p.sqlitePath(name, strings.TrimPrefix(v, "sqlite://"))
+	case strings.HasPrefix(v, "file:"):
+		return p.sqlitePath(name, strings.TrimPrefix(v, "file:"))
+	}
+	p.fail(name, "unsupported database URL; use postgres://…, postgresql://…, sqlite://PATH or file:PATH")
+	return Database{}
+}
+
+func (p *parser) sqlitePath(name, path string) Database {
+	if path == "" {
+		p.fail(name, "SQLite URL names no file")
+	}
+	return Database{Dialect: models.SQLite, DSN: path}
+}
+
+func (p *parser) port(name string) int {
+	v := p.getenv(name)
+	if v == "" {
+		return DefaultPort
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		p.fail(name, "%q is not a TCP port (1-65535)", v)
+	}
+	return n
+}
+
+func (p *parser) baseURL(name, def string) string {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.fail(name, "%q is not an http(s) URL", v)
+	}
+	return strings.TrimRight(v, "/")
+}
+
+func (p *parser) pemKey(name string) string {
+	v := p.getenv(name)
+	if v == "" {
+		return ""
+	}
+	// Some hosts cannot hold newlines in a variable; accept them escaped.
+	v = strings.ReplaceAll(v, `\n`, "\n")
+	block, _ := pem.Decode([]byte(v))
+	if block == nil {
+		p.fail(name, "not a PEM public key")
+		return ""
+	}
+	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+		p.fail(name, "not a PEM public key: %v", err)
+		return ""
+	}
+	return v
+}
+
+// webhookSecrets reads CLERK_WEBHOOK_SIGNING_SECRET (or the older
+// CLERK_WEBHOOK_SECRET): one or more whsec_ secrets, for rotation. A secret
+// that does not decode is an error, never an empty key. Error messages never
+// repeat the secret.
+func (p *parser) webhookSecrets() []string {
+	name := "CLERK_WEBHOOK_SIGNING_SECRET"
+	v := p.getenv(name)
+	if v == "" {
+		name = "CLERK_WEBHOOK_SECRET"
+		v = p.getenv(name)
+	}
+	secrets := list(v)
+	for i, s := range secrets {
+		if err := CheckWebhookSecret(s); err != nil {
+			p.fail(name, "secret %d of %d: %v", i+1, len(secrets), err)
+		}
+	}
+	return secrets
+}
+
+// CheckWebhookSecret reports whether s is "whsec_" followed by a non-empty
+// standard base64 key, the form Clerk's dashboard shows.
+func CheckWebhookSecret(s string) error {
+	key, ok := strings.CutPrefix(s, "whsec_")
+	if !ok {
+		return errors.New(`must start with "whsec_"`)
+	}
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil || len(raw) == 0 {
+		return errors.New(`must be "whsec_" followed by a base64 key`)
+	}
+	return nil
+}
+
+func (p *parser) duration(name string, def time.Duration) time.Duration {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	if v == "0" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		p.fail(name, "%q is not a duration such as 5m, 90s or 0", v)
+	}
+	return d
+}
+
+func (p *parser) logLevel(name string) slog.Level {
+	var l slog.Level
+	v := p.getenv(name)
+	if v == "" {
+		return slog.LevelInfo
+	}
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		p.fail(name, "%q is not one of debug, info, warn, error", v)
+	}
+	return l
+}
+
+func (p *parser) oneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.fail(name, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	return def
+}
+
+// list splits a comma- or space-separated value, dropping empty items.
+func list(v string) []string {
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+}

@@ -1,0 +1,158 @@
+package config_test
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/usersync/usersync/config"
+	"github.com/usersync/usersync/models"
+)
+
+const pemKey = `-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEkg9yPboQzXRHln6AXc7jcXBzhU3v
++6/jpL3FQsitsfYzgBqzgEl83qODfE+Fm9+WIlZIWs+7pPIF4aaZP9YXew==
+-----END PUBLIC KEY-----`
+
+func load(env map[string]string) (config.Config, error) {
+	return config.Load(func(k string) string { return env[k] })
+}
+
+func TestLoadDefaults(t *testing.T) {
+	got, err := load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{
+		Database:      config.Database{Dialect: models.SQLite, DSN: "usersync.db", Embedded: true},
+		Port:          8080,
+		ClerkAPIURL:   "https://api.clerk.com",
+		SyncFreshness: 5 * time.Minute,
+		LogLevel:      slog.LevelInfo,
+		LogFormat:     "json",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	got, err := load(map[string]string{
+		"DATABASE_URL":                 "postgresql://u@db.neon.tech/app?sslmode=require",
+		"PORT":                         "9000",
+		"CLERK_SECRET_KEY":             "sk_test_x",
+		"CLERK_API_URL":                "http://127.0.0.1:9999/",
+		"CLERK_JWT_KEY":                strings.ReplaceAll(pemKey, "\n", `\n`),
+		"CLERK_AUTHORIZED_PARTIES":     "https://a.example, https://b.example",
+		"CLERK_ISSUER":                 "https://clerk.example.com",
+		"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25k",
+		"SYNC_FRESHNESS":               "0",
+		"LOG_LEVEL":                    "debug",
+		"LOG_FORMAT":                   "text",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{
+		Database:           config.Database{Dialect: models.Postgres, DSN: "postgresql://u@db.neon.tech/app?sslmode=require"},
+		Port:               9000,
+		ClerkSecretKey:     "sk_test_x",
+		ClerkAPIURL:        "http://127.0.0.1:9999",
+		ClerkJWTKey:        pemKey,
+		AuthorizedParties:  []string{"https://a.example", "https://b.example"},
+		Issuer:             "https://clerk.example.com",
+		WebhookSecrets:     []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25k"},
+		SyncFreshness:      0,
+		CORSAllowedOrigins: []string{"https://a.example", "https://b.example"},
+		LogLevel:           slog.LevelDebug,
+		LogFormat:          "text",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadSmallCases(t *testing.T) {
+	cases := []struct {
+		name  string
+		env   map[string]string
+		check func(config.Config) bool
+	}{
+		{"sqlite URL", map[string]string{"DATABASE_URL": "sqlite:///var/lib/u.db"},
+			func(c config.Config) bool { return c.Database == config.Database{Dialect: models.SQLite, DSN: "/var/lib/u.db"} }},
+		{"file URL", map[string]string{"DATABASE_URL": "file:data/u.db"},
+			func(c config.Config) bool { return c.Database.SQLitePath() == "data/u.db" }},
+		{"postgres URL", map[string]string{"DATABASE_URL": "postgres://x@h/db"},
+			func(c config.Config) bool { return c.Database.Dialect == models.Postgres && c.Database.SQLitePath() == "" }},
+		{"legacy secret name", map[string]string{"CLERK_WEBHOOK_SECRET": "whsec_c2Vjb25k"},
+			func(c config.Config) bool { return len(c.WebhookSecrets) == 1 }},
+		{"signing secret wins over legacy name", map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_c2Vjb25k", "CLERK_WEBHOOK_SECRET": "bad"},
+			func(c config.Config) bool { return len(c.WebhookSecrets) == 1 }},
+		{"CORS overrides parties", map[string]string{"CLERK_AUTHORIZED_PARTIES": "https://a", "CORS_ALLOWED_ORIGINS": "https://c"},
+			func(c config.Config) bool { return len(c.CORSAllowedOrigins) == 1 && c.CORSAllowedOrigins[0] == "https://c" }},
+		{"freshness duration", map[string]string{"SYNC_FRESHNESS": "90s"},
+			func(c config.Config) bool { return c.SyncFreshness == 90*time.Second }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load(tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(c) {
+				t.Errorf("unexpected config: %+v", c)
+			}
+		})
+	}
+}
+
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL: unsupported database URL"},
+		{map[string]string{"DATABASE_URL": "sqlite://"}, "DATABASE_URL: SQLite URL names no file"},
+		{map[string]string{"PORT": "http"}, `PORT: "http" is not a TCP port`},
+		{map[string]string{"PORT": "70000"}, `PORT: "70000" is not a TCP port`},
+		{map[string]string{"CLERK_API_URL": "api.clerk.com"}, "CLERK_API_URL:"},
+		{map[string]string{"CLERK_JWT_KEY": "not pem"}, "CLERK_JWT_KEY: not a PEM public key"},
+		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_"}, "CLERK_WEBHOOK_SIGNING_SECRET: secret 1 of 1: must be"},
+		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, `secret 1 of 1: must start with "whsec_"`},
+		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_c2Vjb25k,whsec_!!!"}, "CLERK_WEBHOOK_SIGNING_SECRET: secret 2 of 2"},
+		{map[string]string{"CLERK_WEBHOOK_SECRET": "nope"}, "CLERK_WEBHOOK_SECRET: secret 1 of 1"},
+		{map[string]string{"SYNC_FRESHNESS": "5 minutes"}, "SYNC_FRESHNESS:"},
+		{map[string]string{"SYNC_FRESHNESS": "-1m"}, "SYNC_FRESHNESS:"},
+		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL:"},
+		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT:"},
+	}
+	for _, tc := range cases {
+		_, err := load(tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%v) error = %v, want it to contain %q", tc.env, err, tc.want)
+		}
+	}
+}
+
+func TestLoadReportsEveryError(t *testing.T) {
+	_, err := load(map[string]string{"PORT": "x", "LOG_LEVEL": "y", "DATABASE_URL": "z://"})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, name := range []string{"PORT", "LOG_LEVEL", "DATABASE_URL"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
+		}
+	}
+}
+
+func TestSecretNeverInError(t *testing.T) {
+	secret := "whsec_notbase64!!secretmaterial"
+	_, err := load(map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": secret})
+	if err == nil || strings.Contains(err.Error(), "secretmaterial") {
+		t.Errorf("error = %v; must exist and not contain the secret", err)
+	}
+}
