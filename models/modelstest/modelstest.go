@@ -38,7 +38,12 @@ func Each(t *testing.T, fn func(t *testing.T, db *gorm.DB)) {
 // case is skipped with the reason, except under CI=true, where it fails.
 func New(t testing.TB, dialect models.Dialect) *gorm.DB {
 	t.Helper()
-	dialect, dsn := NewDSN(t, dialect)
+	return Open(t, dialect, NewDSN(t, dialect))
+}
+
+// Open opens and migrates the database at dsn, closing it when the test ends.
+func Open(t testing.TB, dialect models.Dialect, dsn string) *gorm.DB {
+	t.Helper()
 	db, err := models.Open(context.Background(), dialect, dsn)
 	if err != nil {
 		t.Fatalf("open %s test database: %v", dialect, err)
@@ -50,14 +55,14 @@ func New(t testing.TB, dialect models.Dialect) *gorm.DB {
 	return db
 }
 
-// NewDSN creates an empty database and returns what models.Open takes for it;
-// for tests that open the database themselves (a server under test).
-func NewDSN(t testing.TB, dialect models.Dialect) (models.Dialect, string) {
+// NewDSN creates an empty database and returns the DSN models.Open takes for
+// it; for tests that open the database themselves (a server under test).
+func NewDSN(t testing.TB, dialect models.Dialect) string {
 	t.Helper()
 	if dialect == models.SQLite {
-		return dialect, filepath.Join(t.TempDir(), "usersync.db")
+		return filepath.Join(t.TempDir(), "usersync.db")
 	}
-	return dialect, newPostgresDatabase(t)
+	return newPostgresDatabase(t)
 }
 
 // PostgresURL returns TEST_DATABASE_URL, or skips (fails under CI) without it.

@@ -1,0 +1,71 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// apiError is an error with the status and message the client sees; cause
+// is logged for 5xx and never sent.
+type apiError struct {
+	status  int
+	message string
+	cause   error
+}
+
+func (e *apiError) Error() string {
+	if e.cause != nil {
+		return fmt.Sprintf("%d %s: %v", e.status, e.message, e.cause)
+	}
+	return fmt.Sprintf("%d %s", e.status, e.message)
+}
+
+func (e *apiError) Unwrap() error { return e.cause }
+
+func fail(status int, message string, cause error) error {
+	return &apiError{status: status, message: message, cause: cause}
+}
+
+// handleError is Echo's HTTPErrorHandler: every error becomes
+// {"error": message} with its status here and nowhere else.
+func (s *server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, message := statusOf(err)
+	if status >= 500 {
+		s.Log.Error("request failed", "request_id", requestID(c), "route", c.Path(), "status", status, "err", err)
+	}
+	if c.Request().Method == http.MethodHead {
+		err = c.NoContent(status)
+	} else {
+		err = c.JSON(status, map[string]string{"error": message})
+	}
+	if err != nil {
+		s.Log.Error("write error response", "err", err)
+	}
+}
+
+func statusOf(err error) (int, string) {
+	var apiErr *apiError
+	var httpErr *echo.HTTPError
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr.status, apiErr.message
+	case errors.As(err, &httpErr):
+		if httpErr.Code == http.StatusRequestEntityTooLarge {
+			return httpErr.Code, "request body too large"
+		}
+		if msg, ok := httpErr.Message.(string); ok {
+			return httpErr.Code, msg
+		}
+		return httpErr.Code, http.StatusText(httpErr.Code)
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "request timed out"
+	}
+	return http.StatusInternalServerError, "internal error"
+}

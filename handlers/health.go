@@ -1,0 +1,26 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/usersync/usersync/models"
+)
+
+// healthz answers while the process runs.
+func (s *server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 only while the database does.
+func (s *server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := models.Ping(ctx, s.DB); err != nil {
+		return fail(http.StatusServiceUnavailable, "database unavailable", err)
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
