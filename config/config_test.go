@@ -82,17 +82,23 @@ func TestLoadSmallCases(t *testing.T) {
 		check func(config.Config) bool
 	}{
 		{"sqlite URL", map[string]string{"DATABASE_URL": "sqlite:///var/lib/u.db"},
-			func(c config.Config) bool { return c.Database == config.Database{Dialect: models.SQLite, DSN: "/var/lib/u.db"} }},
+			func(c config.Config) bool {
+				return c.Database == config.Database{Dialect: models.SQLite, DSN: "/var/lib/u.db"}
+			}},
 		{"file URL", map[string]string{"DATABASE_URL": "file:data/u.db"},
 			func(c config.Config) bool { return c.Database.SQLitePath() == "data/u.db" }},
 		{"postgres URL", map[string]string{"DATABASE_URL": "postgres://x@h/db"},
-			func(c config.Config) bool { return c.Database.Dialect == models.Postgres && c.Database.SQLitePath() == "" }},
+			func(c config.Config) bool {
+				return c.Database.Dialect == models.Postgres && c.Database.SQLitePath() == ""
+			}},
 		{"legacy secret name", map[string]string{"CLERK_WEBHOOK_SECRET": "whsec_c2Vjb25k"},
 			func(c config.Config) bool { return len(c.WebhookSecrets) == 1 }},
 		{"signing secret wins over legacy name", map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_c2Vjb25k", "CLERK_WEBHOOK_SECRET": "bad"},
 			func(c config.Config) bool { return len(c.WebhookSecrets) == 1 }},
 		{"CORS overrides parties", map[string]string{"CLERK_AUTHORIZED_PARTIES": "https://a", "CORS_ALLOWED_ORIGINS": "https://c"},
-			func(c config.Config) bool { return len(c.CORSAllowedOrigins) == 1 && c.CORSAllowedOrigins[0] == "https://c" }},
+			func(c config.Config) bool {
+				return len(c.CORSAllowedOrigins) == 1 && c.CORSAllowedOrigins[0] == "https://c"
+			}},
 		{"freshness duration", map[string]string{"SYNC_FRESHNESS": "90s"},
 			func(c config.Config) bool { return c.SyncFreshness == 90*time.Second }},
 	}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync/config"
+	"github.com/usersync/usersync/models"
+	"github.com/usersync/usersync/models/modelstest"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestCommandLine(t *testing.T) {
+	cases := []struct {
+		args      []string
+		env       map[string]string
+		usage     bool   // want a usageError (exit 2)
+		stdoutHas string // for successful runs
+		errHas    string
+	}{
+		{args: []string{"--help"}, stdoutHas: "usersync migrate"},
+		{args: []string{"serve", "--help"}, stdoutHas: "Usage: usersync [serve]"},
+		{args: []string{"migrate", "-h"}, stdoutHas: "Usage: usersync migrate"},
+		{args: []string{"webhook", "send", "--help"}, stdoutHas: "-type"},
+		{args: []string{"version"}, stdoutHas: "usersync dev"},
+		{args: []string{"version", "--help"}, stdoutHas: "Usage: usersync version"},
+		{args: []string{"frobnicate"}, usage: true, errHas: `unknown command "frobnicate"`},
+		{args: []string{"webhook"}, usage: true, errHas: "webhook send"},
+		{args: []string{"serve", "--port", "1"}, usage: true, errHas: "-port"},
+		{args: []string{"migrate", "extra"}, usage: true, errHas: `unexpected argument "extra"`},
+		{args: []string{"migrate"}, env: map[string]string{"DATABASE_URL": "mysql://x"}, usage: true, errHas: "DATABASE_URL"},
+		{args: []string{"serve"}, env: map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_"}, usage: true, errHas: "CLERK_WEBHOOK_SIGNING_SECRET"},
+		{args: []string{"webhook", "send", "--type", "user.banned"}, usage: true, errHas: "--type"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tc.args, envOf(tc.env), &stdout, &stderr)
+			var u usageError
+			if tc.usage != errors.As(err, &u) {
+				t.Fatalf("err = %v, want usage error %v", err, tc.usage)
+			}
+			if tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas) || strings.Contains(err.Error(), "\n")) {
+				t.Fatalf("err = %v, want one line containing %q", err, tc.errHas)
+			}
+			if tc.errHas == "" && err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			if !strings.Contains(stdout.String(), tc.stdoutHas) {
+				t.Fatalf("stdout = %q, want it to contain %q", stdout.String(), tc.stdoutHas)
+			}
+		})
+	}
+}
+
+// The README's first-run story on each database: serve starts with no
+// webhook secret, webhook send signs a sample with the same development
+// secret, the user lands in the table, and SIGTERM stops serve cleanly.
+func TestServeAndWebhookSend(t *testing.T) {
+	for _, d := range modelstest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			t.Chdir(t.TempDir()) // the dev secret for Postgres lives in the working directory
+			dsn := modelstest.NewDSN(t, d)
+			env := map[string]string{"PORT": fmt.Sprint(freePort(t)), "LOG_LEVEL": "warn"}
+			if d == models.Postgres {
+				env["DATABASE_URL"] = dsn
+			} else {
+				env["DATABASE_URL"] = "sqlite://" + dsn
+			}
+			ctx, stop := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			var serveLog bytes.Buffer
+			go func() { served <- run(ctx, []string{"serve"}, envOf(env), &bytes.Buffer{}, &serveLog) }()
+			waitHealthy(t, env["PORT"], served)
+
+			for _, typ := range []string{"user.created", "user.updated"} {
+				var out bytes.Buffer
+				if err := run(context.Background(), []string{"webhook", "send", "--type", typ}, envOf(env), &out, &bytes.Buffer{}); err != nil {
+					t.Fatalf("webhook send %s: %v", typ, err)
+				}
+				if got := strings.TrimSpace(out.String()); got != `200 {"outcome":"applied"}` {
+					t.Fatalf("webhook send %s printed %q", typ, got)
+				}
+			}
+			stop()
+			if err := <-served; err != nil {
+				t.Fatalf("serve: %v", err)
+			}
+			if strings.Contains(serveLog.String(), "whsec_") {
+				t.Error("serve logged the signing secret")
+			}
+
+			db := modelstest.Open(t, d, dsn)
+			u, err := models.FindUser(context.Background(), db, sampleUserID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Email == nil || *u.Email != "sample.user@example.com" || u.SyncSource != models.SourceWebhook {
+				t.Errorf("sample row = %+v", u)
+			}
+			info, err := os.Stat(devSecretPath(mustConfig(t, env)))
+			if err != nil || info.Mode().Perm() != 0o600 {
+				t.Errorf("dev secret file: %v, mode %v; want 0600", err, info.Mode())
+			}
+		})
+	}
+}
+
+func TestWebhookSendReportsRejection(t *testing.T) {
+	srv := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(400)
+		w.Write([]byte(`{"error":"invalid webhook signature"}`))
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	env := map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_c2Vjb25k"}
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"webhook", "send", "--url", "http://" + ln.Addr().String()}, envOf(env), &out, &bytes.Buffer{})
+	if err == nil || out.String() != "400 {\"error\":\"invalid webhook signature\"}\n" {
+		t.Fatalf("err = %v, stdout = %q", err, out.String())
+	}
+}
+
+func TestDevSecretIsStable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), devSecretFile)
+	first, err := loadOrCreateDevSecret(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := loadOrCreateDevSecret(path)
+	if err != nil || second != first || !strings.HasPrefix(first, "whsec_") {
+		t.Fatalf("second load = %q, %v; first %q", second, err, first)
+	}
+	os.WriteFile(path, []byte("garbage\n"), 0o600)
+	if _, err := loadOrCreateDevSecret(path); err == nil || strings.Contains(err.Error(), "garbage") {
+		t.Fatalf("corrupt secret file: err = %v; want an error that does not echo the file", err)
+	}
+}
+
+func mustConfig(t *testing.T, env map[string]string) config.Config {
+	t.Helper()
+	cfg, _, err := setup(envOf(env), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitHealthy(t *testing.T, port string, served <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-served:
+			t.Fatalf("serve exited early: %v", err)
+		default:
+		}
+		resp, err := http.Get("http://127.0.0.1:" + port + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("serve did not become healthy")
+}

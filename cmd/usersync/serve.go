@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/usersync/usersync/config"
+	"github.com/usersync/usersync/handlers"
+	"github.com/usersync/usersync/models"
+)
+
+// shutdownGrace is how long in-flight requests may take after SIGTERM.
+const shutdownGrace = 15 * time.Second
+
+const serveHelp = `Usage: usersync [serve]
+
+Applies pending migrations, then serves HTTP on $PORT (all interfaces) until
+SIGINT or SIGTERM; in-flight requests then get up to 15 s to finish.
+Routes: POST /api/webhooks/clerk, GET /healthz, GET /readyz.
+`
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if err := parseFlags(flag.NewFlagSet("serve", flag.ContinueOnError), args, stdout, serveHelp); err != nil {
+		return err
+	}
+	cfg, log, err := setup(getenv, stderr)
+	if err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer models.Close(db) // last, after the server has drained
+	secrets, err := webhookSecrets(cfg, log)
+	if err != nil {
+		return err
+	}
+	verifier, err := handlers.NewVerifier(secrets)
+	if err != nil {
+		return usageError{fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %v", err)}
+	}
+	h := handlers.New(handlers.Deps{DB: db, Log: log, Webhooks: verifier})
+	return listenAndServe(ctx, cfg.Port, h, log)
+}
+
+// setup loads the configuration and builds the logger, then logs the
+// effective configuration with secrets masked.
+func setup(getenv func(string) string, stderr io.Writer) (config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return cfg, nil, usageError{err}
+	}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var handler slog.Handler = slog.NewJSONHandler(stderr, opts)
+	if cfg.LogFormat == "text" {
+		handler = slog.NewTextHandler(stderr, opts)
+	}
+	log := slog.New(handler)
+	log.Info("configuration",
+		"database", describeDatabase(cfg.Database),
+		"port", cfg.Port,
+		"clerk_api_url", cfg.ClerkAPIURL,
+		"clerk_secret_key_set", cfg.ClerkSecretKey != "",
+		"clerk_jwt_key_set", cfg.ClerkJWTKey != "",
+		"webhook_secrets", len(cfg.WebhookSecrets),
+		"sync_freshness", cfg.SyncFreshness.String(),
+	)
+	return cfg, log, nil
+}
+
+// describeDatabase names the database without its password.
+func describeDatabase(d config.Database) string {
+	if d.Dialect == models.SQLite {
+		return "sqlite:" + d.DSN
+	}
+	if u, err := url.Parse(d.DSN); err == nil {
+		return u.Redacted()
+	}
+	return "postgres"
+}
+
+// openDB connects and applies pending migrations.
+func openDB(ctx context.Context, cfg config.Config, log *slog.Logger) (*gorm.DB, error) {
+	if path := cfg.Database.SQLitePath(); path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("create directory for %s: %w", path, err)
+		}
+	}
+	db, err := models.Open(ctx, cfg.Database.Dialect, cfg.Database.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if err := models.Migrate(ctx, db, log); err != nil {
+		models.Close(db)
+		return nil, err
+	}
+	return db, nil
+}
+
+// webhookSecrets returns the configured secrets, or the development secret
+// kept beside the embedded database (created on first use).
+func webhookSecrets(cfg config.Config, log *slog.Logger) ([]string, error) {
+	if len(cfg.WebhookSecrets) > 0 {
+		return cfg.WebhookSecrets, nil
+	}
+	path := devSecretPath(cfg)
+	secret, err := loadOrCreateDevSecret(path)
+	if err != nil {
+		return nil, err
+	}
+	log.Warn("CLERK_WEBHOOK_SIGNING_SECRET is not set: webhooks are verified with a development secret; "+
+		"Clerk's real events are refused until the real secret is set",
+		"dev_secret_file", path)
+	return []string{secret}, nil
+}
+
+// listenAndServe serves until ctx ends, then drains in-flight requests.
+func listenAndServe(ctx context.Context, port int, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Addr:    fmt.Sprintf(":%d", port),
+		Handler: h,
+		// Echo sets no timeouts of its own: without ReadHeaderTimeout a client
+		// that sends headers slowly holds a connection forever.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      handlers.RequestTimeout + 5*time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", shutdownGrace.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
