@@ -2,6 +2,7 @@
 package config
 
 import (
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -156,8 +157,13 @@ func (p *parser) pemKey(name string) string {
 		p.fail(name, "not a PEM public key")
 		return ""
 	}
-	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
 		p.fail(name, "not a PEM public key: %v", err)
+		return ""
+	}
+	if _, ok := key.(*rsa.PublicKey); !ok {
+		p.fail(name, "not an RSA public key (Clerk signs session tokens with RS256)")
 		return ""
 	}
 	return v

@@ -13,6 +13,17 @@ import (
 )
 
 const pemKey = `-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAmKEg+lQ/Ih3u5YZqzf5W
+faZ4gVBLU3Oso3aVSBlYs4cV0r10fEN5g0qzRxUHLfaqoUzSth6GdDLckGqw74UO
+I23Fzf3AnrVVoJru2NrmxBjYl/1niiwPAfxNusOxr0WA1dsiKo1uWEAf2xDcELnR
+PmEpcRO8OKZJAY86fZF+EzjQGPPfXoCcnWwHZkZIBE6YcutdLvQ85Q3ntPZR0OTL
+aIYU+u/avspb9zRHsTvBTySCI1FCIgREtO0G4ggd1qTZT7pa9LaHw+DfE9QwoTiW
+pLg2+eUlQWPyDpyJGlakaIE7pxbwTJ5Y68dqurUF3isdNTVMbptrG47Cer8WMs2K
+vwIDAQAB
+-----END PUBLIC KEY-----`
+
+// ecKey is a valid PEM key of the wrong kind: Clerk signs with RSA.
+const ecKey = `-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEkg9yPboQzXRHln6AXc7jcXBzhU3v
 +6/jpL3FQsitsfYzgBqzgEl83qODfE+Fm9+WIlZIWs+7pPIF4aaZP9YXew==
 -----END PUBLIC KEY-----`
@@ -126,6 +137,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"PORT": "70000"}, `PORT: "70000" is not a TCP port`},
 		{map[string]string{"CLERK_API_URL": "api.clerk.com"}, "CLERK_API_URL:"},
 		{map[string]string{"CLERK_JWT_KEY": "not pem"}, "CLERK_JWT_KEY: not a PEM public key"},
+		{map[string]string{"CLERK_JWT_KEY": ecKey}, "CLERK_JWT_KEY: not an RSA public key"},
 		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_"}, "CLERK_WEBHOOK_SIGNING_SECRET: secret 1 of 1: must be"},
 		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, `secret 1 of 1: must start with "whsec_"`},
 		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_c2Vjb25k,whsec_!!!"}, "CLERK_WEBHOOK_SIGNING_SECRET: secret 2 of 2"},

@@ -4,11 +4,15 @@ package handlers
 
 import (
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/time/rate"
 	"gorm.io/gorm"
+
+	"github.com/usersync/usersync/clerkapi"
 )
 
 // Limits that apply to every request.
@@ -20,6 +24,15 @@ const (
 	DBTimeout = 5 * time.Second
 	// maxBody is the largest body any route reads.
 	maxBody = 1 << 20
+
+	syncPath = "/api/user/sync"
+)
+
+// Per-user limit of /api/user/sync: a burst of syncBurst calls, then one
+// per syncRefill. A frontend calls it once per session.
+const (
+	syncBurst  = 5
+	syncRefill = 12 * time.Second
 )
 
 // Deps is what the handlers need; run builds it from the configuration.
@@ -27,15 +40,35 @@ type Deps struct {
 	DB       *gorm.DB
 	Log      *slog.Logger
 	Webhooks *Verifier
+	// Clerk and Sessions serve /api/user/sync; without them it answers 503.
+	Clerk              *clerkapi.Client
+	Sessions           *clerkapi.SessionVerifier
+	SyncFreshness      time.Duration
+	CORSAllowedOrigins []string
+	// SyncRate and SyncBurst limit /api/user/sync per user; zero means
+	// one call per syncRefill after a burst of syncBurst.
+	SyncRate  rate.Limit
+	SyncBurst int
 }
 
 type server struct {
 	Deps
+	syncLimiter *middleware.RateLimiterMemoryStore
+	confirmed   *confirmations
 }
 
 // New returns the HTTP handler with every route and middleware in place.
 func New(d Deps) *echo.Echo {
-	s := &server{Deps: d}
+	if d.SyncRate == 0 {
+		d.SyncRate, d.SyncBurst = rate.Every(syncRefill), syncBurst
+	}
+	s := &server{
+		Deps: d,
+		syncLimiter: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+			Rate: d.SyncRate, Burst: d.SyncBurst, ExpiresIn: 5 * time.Minute,
+		}),
+		confirmed: newConfirmations(),
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -51,9 +84,22 @@ func New(d Deps) *echo.Echo {
 	}))
 	e.Use(middleware.BodyLimit("1MiB")) // a guard for every route; handlers may read less
 	e.Use(middleware.ContextTimeout(RequestTimeout))
+	if len(d.CORSAllowedOrigins) > 0 {
+		// Only the login-time sync is called from browsers. With no origins
+		// configured there are no CORS headers at all (Echo's default is "*").
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			Skipper:          func(c echo.Context) bool { return c.Request().URL.Path != syncPath },
+			AllowOrigins:     d.CORSAllowedOrigins,
+			AllowMethods:     []string{http.MethodPost, http.MethodOptions},
+			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType},
+			AllowCredentials: true, // the __session cookie path
+			MaxAge:           600,
+		}))
+	}
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.POST("/api/webhooks/clerk", s.clerkWebhook)
+	e.POST(syncPath, s.syncUser)
 	return e
 }

@@ -16,6 +16,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/config"
 	"github.com/usersync/usersync/handlers"
 	"github.com/usersync/usersync/models"
@@ -28,7 +29,7 @@ const serveHelp = `Usage: usersync [serve]
 
 Applies pending migrations, then serves HTTP on $PORT (all interfaces) until
 SIGINT or SIGTERM; in-flight requests then get up to 15 s to finish.
-Routes: POST /api/webhooks/clerk, GET /healthz, GET /readyz.
+Routes: POST /api/webhooks/clerk, POST /api/user/sync, GET /healthz, GET /readyz.
 `
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -52,8 +53,36 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return usageError{fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %v", err)}
 	}
-	h := handlers.New(handlers.Deps{DB: db, Log: log, Webhooks: verifier})
-	return listenAndServe(ctx, cfg.Port, h, log)
+	deps := handlers.Deps{DB: db, Log: log, Webhooks: verifier,
+		SyncFreshness: cfg.SyncFreshness, CORSAllowedOrigins: cfg.CORSAllowedOrigins}
+	if deps.Clerk, deps.Sessions, err = clerkDeps(cfg, log); err != nil {
+		return err
+	}
+	return listenAndServe(ctx, cfg.Port, handlers.New(deps), log)
+}
+
+// clerkDeps builds the Backend API client and session verifier for the
+// login-time sync; without CLERK_SECRET_KEY both are nil and the route
+// answers 503.
+func clerkDeps(cfg config.Config, log *slog.Logger) (*clerkapi.Client, *clerkapi.SessionVerifier, error) {
+	if cfg.ClerkSecretKey == "" {
+		log.Warn("CLERK_SECRET_KEY is not set: POST /api/user/sync answers 503 (it cannot fetch users from Clerk)")
+		return nil, nil, nil
+	}
+	client := clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, nil)
+	sessions, err := clerkapi.NewSessionVerifier(clerkapi.SessionConfig{
+		JWTKey: cfg.ClerkJWTKey, Client: client, Issuer: cfg.Issuer, AuthorizedParties: cfg.AuthorizedParties,
+	})
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	if len(cfg.AuthorizedParties) == 0 {
+		log.Warn("CLERK_AUTHORIZED_PARTIES is not set: session tokens from any origin (azp) are accepted")
+	}
+	if cfg.ClerkJWTKey == "" {
+		log.Info("CLERK_JWT_KEY is not set: session keys are fetched from the Backend API JWKS and cached")
+	}
+	return client, sessions, nil
 }
 
 // setup loads the configuration and builds the logger, then logs the

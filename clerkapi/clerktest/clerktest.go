@@ -1,0 +1,302 @@
+// Package clerktest is a local stand-in for Clerk's Backend API (an
+// httptest.Server answering Clerk's JSON shapes and error bodies) plus a
+// session-token minter, so tests drive the real clerk-sdk-go client.
+package clerktest
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v3/jwt"
+)
+
+// SecretKey is the Backend API key the fake accepts.
+const SecretKey = "sk_test_usersync_fake"
+
+// Issuer is the iss of tokens minted by Claims.
+const Issuer = "https://clerk.usersync.test"
+
+// KeyID is the kid of the fake instance's signing key.
+const KeyID = "ins_fake_key_1"
+
+// Fake is a fake Clerk Backend API.
+type Fake struct {
+	URL string // base URL, without /v1: what CLERK_API_URL holds
+	Key *rsa.PrivateKey
+
+	mu       sync.Mutex
+	users    map[string]json.RawMessage
+	order    []string // creation order, for listing
+	hits     map[string]int
+	failures map[string][]Failure
+}
+
+// Failure is a canned error answer for an operation.
+type Failure struct {
+	Status     int
+	RetryAfter string // Retry-After header for 429
+}
+
+// Operations the fake counts and can fail: "jwks", "get_user", "list_users".
+const (
+	OpJWKS      = "jwks"
+	OpGetUser   = "get_user"
+	OpListUsers = "list_users"
+)
+
+var (
+	keyOnce sync.Once
+	testKey *rsa.PrivateKey
+)
+
+// TestKey is a 2048-bit RSA key made once per test binary.
+func TestKey() *rsa.PrivateKey {
+	keyOnce.Do(func() { testKey = NewKey() })
+	return testKey
+}
+
+// NewKey makes a fresh RSA key (for "signed by another key" cases).
+func NewKey() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// New starts a fake Clerk Backend API, closed when the test ends.
+func New(t testing.TB) *Fake {
+	f := &Fake{
+		Key:      TestKey(),
+		users:    map[string]json.RawMessage{},
+		hits:     map[string]int{},
+		failures: map[string][]Failure{},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+// PutUser stores a Clerk user object (as User builds, or any JSON object).
+func (f *Fake) PutUser(u map[string]any) {
+	b, err := json.Marshal(u)
+	if err != nil {
+		panic(err)
+	}
+	id := u["id"].(string)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.users[id]; !ok {
+		f.order = append(f.order, id)
+	}
+	f.users[id] = b
+}
+
+// DeleteUser removes a user, as deleting it in Clerk would.
+func (f *Fake) DeleteUser(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.users, id)
+}
+
+// FailNext makes the next len(fs) calls of op answer the given failures.
+func (f *Fake) FailNext(op string, fs ...Failure) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures[op] = append(f.failures[op], fs...)
+}
+
+// Hits reports how often op was called.
+func (f *Fake) Hits(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hits[op]
+}
+
+func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.URL.Path, "/v1")
+	var op string
+	switch {
+	case r.Method == http.MethodGet && path == "/jwks":
+		op = OpJWKS
+	case r.Method == http.MethodGet && path == "/users":
+		op = OpListUsers
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/users/") && strings.Count(path, "/") == 2:
+		op = OpGetUser
+	default:
+		writeError(w, http.StatusNotFound, "resource_not_found", "not found")
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer "+SecretKey {
+		writeError(w, http.StatusUnauthorized, "authentication_invalid", "Invalid authentication")
+		return
+	}
+	f.mu.Lock()
+	f.hits[op]++
+	var fail *Failure
+	if q := f.failures[op]; len(q) > 0 {
+		fail, f.failures[op] = &q[0], q[1:]
+	}
+	f.mu.Unlock()
+	if fail != nil {
+		if fail.RetryAfter != "" {
+			w.Header().Set("Retry-After", fail.RetryAfter)
+		}
+		writeError(w, fail.Status, errorCode(fail.Status), http.StatusText(fail.Status))
+		return
+	}
+	switch op {
+	case OpJWKS:
+		f.serveJWKS(w)
+	case OpGetUser:
+		f.serveUser(w, strings.TrimPrefix(path, "/users/"))
+	case OpListUsers:
+		f.serveList(w, r)
+	}
+}
+
+func (f *Fake) serveJWKS(w http.ResponseWriter) {
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &f.Key.PublicKey, KeyID: KeyID, Algorithm: "RS256", Use: "sig"}}}
+	writeJSON(w, http.StatusOK, set)
+}
+
+func (f *Fake) serveUser(w http.ResponseWriter, id string) {
+	f.mu.Lock()
+	u, ok := f.users[id]
+	f.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "resource_not_found", "not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+// serveList answers GET /v1/users?limit=&offset= with a JSON array in
+// creation order, as Clerk does (order_by=created_at).
+func (f *Fake) serveList(w http.ResponseWriter, r *http.Request) {
+	limit, offset := 10, 0
+	if v, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil {
+		limit = v
+	}
+	if v, err := strconv.Atoi(r.URL.Query().Get("offset")); err == nil {
+		offset = v
+	}
+	if limit < 1 || limit > 500 {
+		writeError(w, http.StatusUnprocessableEntity, "form_param_value_invalid", "limit must be between 1 and 500")
+		return
+	}
+	f.mu.Lock()
+	page := []json.RawMessage{}
+	for _, id := range f.order {
+		u, ok := f.users[id]
+		if !ok {
+			continue
+		}
+		if offset > 0 {
+			offset--
+			continue
+		}
+		if len(page) == limit {
+			break
+		}
+		page = append(page, u)
+	}
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, page)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers in Clerk's error shape.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, map[string]any{
+		"errors":         []map[string]string{{"code": code, "message": message, "long_message": message}},
+		"clerk_trace_id": "trace_fake",
+	})
+}
+
+func errorCode(status int) string {
+	switch status {
+	case http.StatusTooManyRequests:
+		return "too_many_requests"
+	case http.StatusNotFound:
+		return "resource_not_found"
+	}
+	return "internal_clerk_error"
+}
+
+// PublicKeyPEM is the fake instance's key as CLERK_JWT_KEY holds it.
+func (f *Fake) PublicKeyPEM() string {
+	der, err := x509.MarshalPKIXPublicKey(&f.Key.PublicKey)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// Claims are Clerk-shaped session claims for sub, valid for a minute.
+func Claims(sub string) map[string]any {
+	now := time.Now()
+	return map[string]any{
+		"sub": sub, "iss": Issuer, "sid": "sess_fake", "azp": "http://localhost:3000",
+		"iat": now.Unix(), "nbf": now.Unix() - 5, "exp": now.Add(time.Minute).Unix(), "v": 2,
+	}
+}
+
+// Token signs claims with the fake instance's key.
+func (f *Fake) Token(claims map[string]any) string { return Sign(f.Key, KeyID, claims) }
+
+// Sign makes an RS256 token with any key and kid.
+func Sign(key *rsa.PrivateKey, kid string, claims map[string]any) string {
+	opts := (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, opts)
+	if err != nil {
+		panic(err)
+	}
+	tok, err := jwt.Signed(signer).Claims(claims).CompactSerialize()
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
+
+// User builds a Clerk user object; fields override or add to the defaults.
+func User(id string, updatedAt int64, email string, fields map[string]any) map[string]any {
+	u := map[string]any{
+		"object": "user", "id": id, "first_name": "Ada", "last_name": "Lovelace", "username": nil,
+		"image_url": "https://img.clerk.com/" + id, "has_image": true,
+		"primary_email_address_id": nil, "email_addresses": []any{},
+		"primary_phone_number_id": nil, "phone_numbers": []any{},
+		"public_metadata": map[string]any{}, "private_metadata": map[string]any{}, "unsafe_metadata": map[string]any{},
+		"created_at": updatedAt, "updated_at": updatedAt, "last_sign_in_at": nil,
+	}
+	if email != "" {
+		eid := fmt.Sprintf("idn_%s", id)
+		u["primary_email_address_id"] = eid
+		u["email_addresses"] = []any{map[string]any{
+			"id": eid, "object": "email_address", "email_address": email,
+			"verification": map[string]any{"status": "verified", "strategy": "email_code"}, "linked_to": []any{},
+		}}
+	}
+	for k, v := range fields {
+		u[k] = v
+	}
+	return u
+}

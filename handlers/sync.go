@@ -1,0 +1,203 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/usersync/usersync/clerkapi"
+	"github.com/usersync/usersync/models"
+)
+
+// maxSyncBody is the largest body /api/user/sync reads; the seed's body is
+// a few hundred bytes.
+const maxSyncBody = 16 << 10
+
+// syncUser is the login-time fallback: it verifies the session, then makes
+// the caller's row match Clerk, trusting nothing the browser says about the
+// user beyond which user it is.
+func (s *server) syncUser(c echo.Context) error {
+	if s.Sessions == nil || s.Clerk == nil {
+		return fail(http.StatusServiceUnavailable, "login-time sync is not configured (CLERK_SECRET_KEY)", nil)
+	}
+	userID, err := s.authenticate(c)
+	if err != nil {
+		return err
+	}
+	if err := s.limitUser(c, userID); err != nil {
+		return err
+	}
+	if err := checkBodyUserID(c, userID); err != nil {
+		return err
+	}
+	outcome, row, err := s.syncFromClerk(c.Request().Context(), userID)
+	if err != nil {
+		return err
+	}
+	c.Set(logOutcome, outcome)
+	return c.JSON(http.StatusOK, map[string]any{"success": true, "outcome": outcome, "user": userResponse(row)})
+}
+
+// authenticate verifies the session token and returns its subject.
+func (s *server) authenticate(c echo.Context) (string, error) {
+	claims, err := s.Sessions.Verify(c.Request().Context(), sessionToken(c.Request()))
+	switch {
+	case errors.Is(err, clerkapi.ErrUnavailable):
+		return "", fail(http.StatusBadGateway, "could not fetch Clerk's signing keys", err)
+	case err != nil:
+		s.Log.Info("session rejected", "request_id", requestID(c), "reason", err.Error())
+		return "", fail(http.StatusUnauthorized, "invalid or missing session token", nil)
+	}
+	c.Set(logUserID, claims.Subject)
+	return claims.Subject, nil
+}
+
+// sessionToken is the bearer token, or else the __session cookie.
+func sessionToken(r *http.Request) string {
+	if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	if c, err := r.Cookie("__session"); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// limitUser answers 429 when the user has called too often.
+func (s *server) limitUser(c echo.Context, userID string) error {
+	if ok, _ := s.syncLimiter.Allow(userID); ok {
+		return nil
+	}
+	retry := math.Ceil(1 / float64(s.SyncRate))
+	c.Response().Header().Set("Retry-After", fmt.Sprint(max(1, int(retry))))
+	return fail(http.StatusTooManyRequests, "too many sync requests for this user, retry later", nil)
+}
+
+// checkBodyUserID reads the optional body; of the seed's fields only userId
+// is looked at, and only to reject a caller naming another user.
+func checkBodyUserID(c echo.Context, userID string) error {
+	body, err := readBody(c, maxSyncBody)
+	if err != nil || len(bytes.TrimSpace(body)) == 0 {
+		return err
+	}
+	var req struct {
+		UserID *string `json:"userId"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return fail(http.StatusBadRequest, "request body is not a JSON object", nil)
+	}
+	if req.UserID != nil && *req.UserID != userID {
+		return fail(http.StatusForbidden, "Forbidden: User ID mismatch", nil)
+	}
+	return nil
+}
+
+// syncFromClerk answers from the table while the row is fresh; otherwise it
+// fetches the user from Clerk and applies it through the one upsert.
+func (s *server) syncFromClerk(ctx context.Context, userID string) (string, models.User, error) {
+	row, err := s.findUser(ctx, userID)
+	switch {
+	case errors.Is(err, models.ErrNotFound):
+	case err != nil:
+		return "", row, err
+	case row.Deleted():
+		return "", row, errGone
+	case s.fresh(row):
+		return "fresh", row, nil
+	}
+	snap, err := s.Clerk.GetUser(ctx, userID)
+	switch {
+	case errors.Is(err, clerkapi.ErrUserNotFound):
+		return "", row, errGone
+	case err != nil:
+		return "", row, fail(http.StatusBadGateway, "Clerk Backend API unavailable, retry later", err)
+	}
+	outcome, err := s.applySnapshot(ctx, snap)
+	if err != nil {
+		return "", row, err
+	}
+	if !outcome.Wrote() {
+		s.confirmed.note(userID, time.Now())
+	}
+	row, err = s.findUser(ctx, userID)
+	return loginOutcome(outcome), row, err
+}
+
+var errGone = fail(http.StatusGone, "user was deleted in Clerk", nil)
+
+func (s *server) findUser(ctx context.Context, id string) (models.User, error) {
+	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
+	defer cancel()
+	u, err := models.FindUser(ctx, s.DB, id)
+	if err != nil && !errors.Is(err, models.ErrNotFound) {
+		return u, fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)
+	}
+	return u, err
+}
+
+func (s *server) applySnapshot(ctx context.Context, snap models.Snapshot) (models.Outcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
+	defer cancel()
+	outcome, err := models.ApplySnapshot(ctx, s.DB, snap, models.SourceLogin)
+	switch {
+	case err != nil:
+		return "", fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)
+	case outcome == models.Gone:
+		return "", errGone
+	}
+	return outcome, nil
+}
+
+// loginOutcome names an upsert outcome for the client: a snapshot that is
+// not newer than the row (equal, or older than a webhook that just landed)
+// left the row as it was.
+func loginOutcome(o models.Outcome) string {
+	if o == models.Stale {
+		return string(models.Unchanged)
+	}
+	return string(o)
+}
+
+// fresh reports whether the row was confirmed against Clerk within the
+// freshness window: by an applied snapshot (synced_at) or by a fetch that
+// found it unchanged (remembered in memory, so confirming costs no write).
+func (s *server) fresh(u models.User) bool {
+	if s.SyncFreshness <= 0 {
+		return false
+	}
+	last := s.confirmed.at(u.ID)
+	if u.SyncedAt != nil && u.SyncedAt.After(last) {
+		last = *u.SyncedAt
+	}
+	return time.Since(last) < s.SyncFreshness
+}
+
+// userJSON is the user object of the sync response.
+type userJSON struct {
+	ID          string    `json:"id"`
+	Email       *string   `json:"email"`
+	FirstName   *string   `json:"firstName"`
+	LastName    *string   `json:"lastName"`
+	ImageURL    *string   `json:"imageUrl"`
+	Username    *string   `json:"username"`
+	PhoneNumber *string   `json:"phoneNumber"`
+	Tier        string    `json:"tier"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+func userResponse(u models.User) userJSON {
+	return userJSON{
+		ID: u.ID, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName, ImageURL: u.ImageURL,
+		Username: u.Username, PhoneNumber: u.PhoneNumber, Tier: u.Tier,
+		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(),
+	}
+}
