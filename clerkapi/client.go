@@ -2,9 +2,11 @@ package clerkapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/clerk/clerk-sdk-go/v2"
@@ -20,15 +22,27 @@ var (
 	ErrUserNotFound = errors.New("user not found in Clerk")
 	// ErrUnavailable means Clerk could not be reached or answered an error.
 	ErrUnavailable = errors.New("Clerk Backend API unavailable")
+	// ErrRateLimited means Clerk answered 429; it wraps ErrUnavailable.
+	ErrRateLimited = fmt.Errorf("%w: rate limited", ErrUnavailable)
+	// ErrRejected means Clerk refused the request itself (a 4xx such as an
+	// invalid secret key): asking again will not help. It wraps ErrUnavailable.
+	ErrRejected = fmt.Errorf("%w: request rejected", ErrUnavailable)
 )
+
+// Retryable reports whether asking again may succeed: a 429, a 5xx, or no
+// answer at all.
+func Retryable(err error) bool {
+	return errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrRejected)
+}
 
 // CallTimeout bounds one Backend API call.
 const CallTimeout = 5 * time.Second
 
 // Client calls the Clerk Backend API at CLERK_API_URL through clerk-sdk-go.
 type Client struct {
-	users *user.Client
-	jwks  *jwks.Client
+	backend clerk.Backend
+	users   *user.Client
+	jwks    *jwks.Client
 }
 
 // NewClient returns a client for apiURL (without /v1) authenticated with
@@ -42,7 +56,8 @@ func NewClient(apiURL, secretKey string, httpClient *http.Client) *Client {
 		URL:        clerk.String(apiURL + "/v1"),
 		Key:        clerk.String(secretKey),
 	}}
-	return &Client{users: user.NewClient(cfg), jwks: jwks.NewClient(cfg)}
+	backend := clerk.NewBackend(&cfg.BackendConfig)
+	return &Client{backend: backend, users: &user.Client{Backend: backend}, jwks: &jwks.Client{Backend: backend}}
 }
 
 // GetUser fetches GET /v1/users/{id} and maps it to a snapshot, keeping the
@@ -52,11 +67,10 @@ func (c *Client) GetUser(ctx context.Context, id string) (models.Snapshot, error
 	if err != nil {
 		return models.Snapshot{}, classify(err, "get user")
 	}
-	s := SnapshotFromUser(u)
-	if u.Response != nil {
-		s.RawJSON = string(u.Response.RawJSON)
+	if u.Response == nil {
+		return models.Snapshot{}, fmt.Errorf("get user: %w: empty response", ErrUnavailable)
 	}
-	return s, nil
+	return SnapshotFromJSON(u.Response.RawJSON)
 }
 
 // JWKS fetches the instance's JSON Web Key Set.
@@ -68,16 +82,105 @@ func (c *Client) JWKS(ctx context.Context) (*clerk.JSONWebKeySet, error) {
 	return set, nil
 }
 
+// MaxPageSize is the largest page GET /v1/users serves.
+const MaxPageSize = 500
+
+// Page is one page of GET /v1/users: each user's snapshot, or the reason it
+// could not be mapped.
+type Page struct {
+	Snapshots []models.Snapshot
+	Invalid   []error // users that could not be mapped (counted as errors)
+	Size      int     // users in the page, mapped or not
+}
+
+// rawUsers keeps each user of a list response as Clerk's bytes.
+type rawUsers struct {
+	clerk.APIResource
+	users []json.RawMessage
+}
+
+func (r *rawUsers) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &r.users) }
+
+// ListUsers fetches one page of users in creation order (oldest first, so a
+// user created during the listing lands on a later page instead of
+// shifting the pages already read). It makes one request: the SDK's
+// user.List also asks for the total count every page.
+func (c *Client) ListUsers(ctx context.Context, offset, limit int) (Page, error) {
+	params := &user.ListParams{OrderBy: clerk.String("+created_at")}
+	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
+	req := clerk.NewAPIRequest(http.MethodGet, "/users")
+	req.SetParams(params)
+	var raw rawUsers
+	if err := c.backend.Call(ctx, req, &raw); err != nil {
+		return Page{}, classify(err, "list users")
+	}
+	page := Page{Size: len(raw.users), Snapshots: make([]models.Snapshot, 0, len(raw.users))}
+	for _, u := range raw.users {
+		s, err := SnapshotFromJSON(u)
+		if err != nil {
+			page.Invalid = append(page.Invalid, err)
+			continue
+		}
+		page.Snapshots = append(page.Snapshots, s)
+	}
+	return page, nil
+}
+
+// CountUsers asks GET /v1/users/count once, for progress reporting.
+func (c *Client) CountUsers(ctx context.Context) (int, error) {
+	n, err := c.users.Count(ctx, &user.ListParams{})
+	if err != nil {
+		return 0, classify(err, "count users")
+	}
+	return int(n.TotalCount), nil
+}
+
+// RetryAfter is how long Clerk asked to wait (its 429 Retry-After), or 0.
+func RetryAfter(err error) time.Duration {
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		return ra.wait
+	}
+	return 0
+}
+
+type retryAfterError struct {
+	err  error
+	wait time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
 // classify turns an SDK error into ErrUserNotFound or ErrUnavailable. The
 // SDK returns *clerk.APIErrorResponse for Clerk's JSON errors, and a plain
 // error for transport failures and non-JSON answers (a proxy's 502 page).
 func classify(err error, op string) error {
 	var apiErr *clerk.APIErrorResponse
 	if errors.As(err, &apiErr) {
-		if apiErr.HTTPStatusCode == http.StatusNotFound {
+		switch apiErr.HTTPStatusCode {
+		case http.StatusNotFound:
 			return fmt.Errorf("%s: %w", op, ErrUserNotFound)
+		case http.StatusTooManyRequests:
+			wrapped := fmt.Errorf("%s: %w", op, ErrRateLimited)
+			return &retryAfterError{err: wrapped, wait: retryAfter(apiErr.Response)}
+		}
+		if apiErr.HTTPStatusCode < 500 {
+			return fmt.Errorf("%s: %w: status %d", op, ErrRejected, apiErr.HTTPStatusCode)
 		}
 		return fmt.Errorf("%s: %w: status %d", op, ErrUnavailable, apiErr.HTTPStatusCode)
 	}
 	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
+}
+
+// retryAfter reads a Retry-After of whole seconds.
+func retryAfter(resp *clerk.APIResponse) time.Duration {
+	if resp == nil {
+		return 0
+	}
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || secs < 0 {
+		return 0
+	}
+	return time.Duration(secs) * time.Second
 }

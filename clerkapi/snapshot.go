@@ -6,32 +6,53 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/clerk/clerk-sdk-go/v2"
-
 	"github.com/usersync/usersync/models"
 )
 
 // ErrInvalidUser is returned for a user object that cannot be mapped.
 var ErrInvalidUser = errors.New("invalid Clerk user")
 
-// SnapshotFromJSON maps a Clerk user object (a webhook's data, or a Backend
-// API response) to a Snapshot, keeping raw as the snapshot's RawJSON.
+// clerkUser is the part of Clerk's user object a snapshot needs. Decoding only
+// these fields (rather than the SDK's full clerk.User) is most of what makes
+// a backfill page cheap to map.
+type clerkUser struct {
+	ID                    string          `json:"id"`
+	FirstName             *string         `json:"first_name"`
+	LastName              *string         `json:"last_name"`
+	ImageURL              *string         `json:"image_url"`
+	Username              *string         `json:"username"`
+	PrimaryEmailAddressID *string         `json:"primary_email_address_id"`
+	PrimaryPhoneNumberID  *string         `json:"primary_phone_number_id"`
+	EmailAddresses        []emailAddress  `json:"email_addresses"`
+	PhoneNumbers          []phoneNumber   `json:"phone_numbers"`
+	PublicMetadata        json.RawMessage `json:"public_metadata"`
+	UpdatedAt             int64           `json:"updated_at"`
+}
+
+type emailAddress struct {
+	ID           string `json:"id"`
+	EmailAddress string `json:"email_address"`
+	Verification *struct {
+		Status string `json:"status"`
+	} `json:"verification"`
+}
+
+type phoneNumber struct {
+	ID          string `json:"id"`
+	PhoneNumber string `json:"phone_number"`
+}
+
+// SnapshotFromJSON maps a Clerk user object (a webhook's data, a Backend API
+// response, or one user of a listing) to a Snapshot (contract rules 2 and
+// 4), keeping raw as the snapshot's RawJSON. It is the only mapping.
 func SnapshotFromJSON(raw []byte) (models.Snapshot, error) {
-	var u clerk.User
+	var u clerkUser
 	if err := json.Unmarshal(raw, &u); err != nil {
 		return models.Snapshot{}, fmt.Errorf("%w: %v", ErrInvalidUser, err)
 	}
 	if u.ID == "" {
 		return models.Snapshot{}, fmt.Errorf("%w: no id", ErrInvalidUser)
 	}
-	s := SnapshotFromUser(&u)
-	s.RawJSON = string(raw)
-	return s, nil
-}
-
-// SnapshotFromUser maps a decoded Clerk user (contract rules 2 and 4). It
-// leaves RawJSON empty; callers that have Clerk's bytes set it.
-func SnapshotFromUser(u *clerk.User) models.Snapshot {
 	s := models.Snapshot{
 		ID:        u.ID,
 		FirstName: nonEmpty(u.FirstName),
@@ -40,37 +61,32 @@ func SnapshotFromUser(u *clerk.User) models.Snapshot {
 		Username:  nonEmpty(u.Username),
 		Tier:      tierOf(u.PublicMetadata),
 		UpdatedAt: u.UpdatedAt,
+		RawJSON:   string(raw),
 	}
-	if e := primaryEmail(u); e != nil {
+	if e := u.primaryEmail(); e != nil {
 		addr := strings.ToLower(e.EmailAddress)
 		s.Email = nonEmpty(&addr)
 		s.EmailVerified = s.Email != nil && e.Verification != nil && e.Verification.Status == "verified"
 	}
-	if p := primaryPhone(u); p != nil {
+	if p := u.primaryPhone(); p != nil {
 		s.PhoneNumber = nonEmpty(&p.PhoneNumber)
 	}
-	return s
+	return s, nil
 }
 
-func primaryEmail(u *clerk.User) *clerk.EmailAddress {
-	if u.PrimaryEmailAddressID == nil {
-		return nil
-	}
-	for _, e := range u.EmailAddresses {
-		if e != nil && e.ID == *u.PrimaryEmailAddressID {
-			return e
+func (u *clerkUser) primaryEmail() *emailAddress {
+	for i := range u.EmailAddresses {
+		if u.PrimaryEmailAddressID != nil && u.EmailAddresses[i].ID == *u.PrimaryEmailAddressID {
+			return &u.EmailAddresses[i]
 		}
 	}
 	return nil
 }
 
-func primaryPhone(u *clerk.User) *clerk.PhoneNumber {
-	if u.PrimaryPhoneNumberID == nil {
-		return nil
-	}
-	for _, p := range u.PhoneNumbers {
-		if p != nil && p.ID == *u.PrimaryPhoneNumberID {
-			return p
+func (u *clerkUser) primaryPhone() *phoneNumber {
+	for i := range u.PhoneNumbers {
+		if u.PrimaryPhoneNumberID != nil && u.PhoneNumbers[i].ID == *u.PrimaryPhoneNumberID {
+			return &u.PhoneNumbers[i]
 		}
 	}
 	return nil

@@ -40,15 +40,8 @@ func applySnapshot(tx *gorm.DB, s Snapshot, src Source, at time.Time) (Outcome, 
 	if err != nil {
 		return "", err
 	}
-	if own != nil {
-		switch {
-		case own.Deleted():
-			return Gone, nil
-		case s.UpdatedAt == own.ClerkUpdatedAt:
-			return Unchanged, nil
-		case s.UpdatedAt < own.ClerkUpdatedAt:
-			return Stale, nil
-		}
+	if v := verdict(own, s); v != "" {
+		return v, nil
 	}
 	email := s.Email
 	if holder != nil {
@@ -68,10 +61,30 @@ func applySnapshot(tx *gorm.DB, s Snapshot, src Source, at time.Time) (Outcome, 
 		// over so anything this attempt wrote is rolled back.
 		return "", errRaced
 	}
-	if own == nil {
-		return Created, nil
+	return appliedOutcome(own), nil
+}
+
+// verdict is rules 1 and 5 for one snapshot against its row: Gone, Unchanged
+// or Stale when the snapshot must not be applied, "" when it must.
+func verdict(own *User, s Snapshot) Outcome {
+	switch {
+	case own == nil:
+		return ""
+	case own.Deleted():
+		return Gone
+	case s.UpdatedAt == own.ClerkUpdatedAt:
+		return Unchanged
+	case s.UpdatedAt < own.ClerkUpdatedAt:
+		return Stale
 	}
-	return Updated, nil
+	return ""
+}
+
+func appliedOutcome(own *User) Outcome {
+	if own == nil {
+		return Created
+	}
+	return Updated
 }
 
 // lockRows reads the user's own row and the live row holding the snapshot's
@@ -178,4 +191,28 @@ func FindUser(ctx context.Context, db *gorm.DB, id string) (User, error) {
 		return User{}, fmt.Errorf("find user %s: %w", id, err)
 	}
 	return u, nil
+}
+
+// EachLiveUserID calls fn with the ids of live rows in id order, reading
+// them a page at a time so millions of rows never sit in memory at once.
+func EachLiveUserID(ctx context.Context, db *gorm.DB, fn func(id string) error) error {
+	const page = 5000
+	after := ""
+	for {
+		var ids []string
+		err := db.WithContext(ctx).Model(&User{}).Where("deleted_at IS NULL AND id > ?", after).
+			Order("id").Limit(page).Pluck("id", &ids).Error
+		if err != nil {
+			return fmt.Errorf("list live users: %w", err)
+		}
+		for _, id := range ids {
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+		if len(ids) < page {
+			return nil
+		}
+		after = ids[len(ids)-1]
+	}
 }

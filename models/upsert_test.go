@@ -167,29 +167,46 @@ func TestApplySnapshotRules(t *testing.T) {
 		}, []rowView{{ID: a, Email: ptr("a@x.io"), FirstName: ptr("First 10"), Tier: "FREE", ClerkUpdatedAt: 11, EmailVerified: true, HasRaw: true}}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
-				ctx := context.Background()
-				for i, st := range tc.steps {
-					got, err := runStep(ctx, db, st)
-					if err != nil {
-						t.Fatalf("step %d: %v", i, err)
-					}
-					if got != st.want {
-						t.Fatalf("step %d outcome = %q, want %q", i, got, st.want)
-					}
-				}
-				if diff := cmp.Diff(tc.want, tableView(t, db)); diff != "" {
-					t.Errorf("table (-want +got):\n%s", diff)
-				}
+		for _, batched := range []bool{false, true} {
+			name := tc.name
+			if batched {
+				name += " (batched)"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				runRuleCase(t, tc.steps, tc.want, batched)
 			})
-		})
+		}
 	}
 }
 
-func runStep(ctx context.Context, db *gorm.DB, st step) (models.Outcome, error) {
+func runRuleCase(t *testing.T, steps []step, want []rowView, batched bool) {
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		for i, st := range steps {
+			got, err := runStep(ctx, db, st, batched)
+			if err != nil {
+				t.Fatalf("step %d: %v", i, err)
+			}
+			if got != st.want {
+				t.Fatalf("step %d outcome = %q, want %q", i, got, st.want)
+			}
+		}
+		if diff := cmp.Diff(want, tableView(t, db)); diff != "" {
+			t.Errorf("table (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// runStep applies one step; batched sends a snapshot through ApplySnapshots.
+func runStep(ctx context.Context, db *gorm.DB, st step, batched bool) (models.Outcome, error) {
 	switch {
+	case st.apply != nil && batched:
+		out, err := models.ApplySnapshots(ctx, db, []models.Snapshot{*st.apply}, models.SourceWebhook)
+		if err != nil {
+			return "", err
+		}
+		return out[0], nil
 	case st.apply != nil:
 		return models.ApplySnapshot(ctx, db, *st.apply, models.SourceWebhook)
 	case st.del != "":

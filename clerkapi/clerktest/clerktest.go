@@ -39,21 +39,24 @@ type Fake struct {
 	mu       sync.Mutex
 	users    map[string]json.RawMessage
 	order    []string // creation order, for listing
+	hidden   map[string]bool
 	hits     map[string]int
 	failures map[string][]Failure
 }
 
-// Failure is a canned error answer for an operation.
+// Failure is a canned answer for one call of an operation: an error status
+// (with Retry-After for 429), or Status 0 to answer normally.
 type Failure struct {
 	Status     int
-	RetryAfter string // Retry-After header for 429
+	RetryAfter string
 }
 
-// Operations the fake counts and can fail: "jwks", "get_user", "list_users".
+// Operations the fake counts and can fail.
 const (
-	OpJWKS      = "jwks"
-	OpGetUser   = "get_user"
-	OpListUsers = "list_users"
+	OpJWKS       = "jwks"
+	OpGetUser    = "get_user"
+	OpListUsers  = "list_users"
+	OpCountUsers = "count_users"
 )
 
 var (
@@ -81,6 +84,7 @@ func New(t testing.TB) *Fake {
 	f := &Fake{
 		Key:      TestKey(),
 		users:    map[string]json.RawMessage{},
+		hidden:   map[string]bool{},
 		hits:     map[string]int{},
 		failures: map[string][]Failure{},
 	}
@@ -112,6 +116,14 @@ func (f *Fake) DeleteUser(id string) {
 	delete(f.users, id)
 }
 
+// HideFromList keeps a user out of listings while GET /v1/users/{id} still
+// finds it: a user created after a listing passed its place.
+func (f *Fake) HideFromList(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hidden[id] = true
+}
+
 // FailNext makes the next len(fs) calls of op answer the given failures.
 func (f *Fake) FailNext(op string, fs ...Failure) {
 	f.mu.Lock()
@@ -134,6 +146,8 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		op = OpJWKS
 	case r.Method == http.MethodGet && path == "/users":
 		op = OpListUsers
+	case r.Method == http.MethodGet && path == "/users/count":
+		op = OpCountUsers
 	case r.Method == http.MethodGet && strings.HasPrefix(path, "/users/") && strings.Count(path, "/") == 2:
 		op = OpGetUser
 	default:
@@ -151,7 +165,7 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		fail, f.failures[op] = &q[0], q[1:]
 	}
 	f.mu.Unlock()
-	if fail != nil {
+	if fail != nil && fail.Status != 0 {
 		if fail.RetryAfter != "" {
 			w.Header().Set("Retry-After", fail.RetryAfter)
 		}
@@ -165,6 +179,11 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		f.serveUser(w, strings.TrimPrefix(path, "/users/"))
 	case OpListUsers:
 		f.serveList(w, r)
+	case OpCountUsers:
+		f.mu.Lock()
+		n := len(f.users) - len(f.hidden)
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"object": "total_count", "total_count": n})
 	}
 }
 
@@ -202,7 +221,7 @@ func (f *Fake) serveList(w http.ResponseWriter, r *http.Request) {
 	page := []json.RawMessage{}
 	for _, id := range f.order {
 		u, ok := f.users[id]
-		if !ok {
+		if !ok || f.hidden[id] {
 			continue
 		}
 		if offset > 0 {

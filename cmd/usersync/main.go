@@ -43,6 +43,7 @@ const usage = `usersync keeps your users table in step with Clerk.
 Usage:
   usersync [serve]            migrate the database, then serve HTTP until SIGINT/SIGTERM
   usersync migrate            apply pending schema migrations and exit
+  usersync backfill           import every Clerk user [--dry-run] [--prune] [--page-size N]
   usersync webhook send       sign a sample (or --file) Clerk event and POST it to the service
   usersync version            print the version
 
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = serve(ctx, args, getenv, stdout, stderr)
 	case "migrate":
 		err = migrate(ctx, args, getenv, stdout, stderr)
+	case "backfill":
+		err = runBackfill(ctx, args, getenv, stdout, stderr)
 	case "webhook":
 		if len(args) == 0 || args[0] != "send" {
 			return usageError{errors.New("webhook: the only subcommand is 'webhook send'")}
