@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usersync/usersync/clerkapi/clerktest"
 	"github.com/usersync/usersync/config"
 	"github.com/usersync/usersync/models"
 	"github.com/usersync/usersync/models/modelstest"
@@ -41,6 +42,9 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"migrate"}, env: map[string]string{"DATABASE_URL": "mysql://x"}, usage: true, errHas: "DATABASE_URL"},
 		{args: []string{"serve"}, env: map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_"}, usage: true, errHas: "CLERK_WEBHOOK_SIGNING_SECRET"},
 		{args: []string{"webhook", "send", "--type", "user.banned"}, usage: true, errHas: "--type"},
+		{args: []string{"backfill", "--help"}, stdoutHas: "--prune"},
+		{args: []string{"backfill"}, usage: true, errHas: "CLERK_SECRET_KEY"},
+		{args: []string{"backfill", "--page-size", "0"}, usage: true, errHas: "--page-size"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -190,3 +194,56 @@ func waitHealthy(t *testing.T, port string, served <-chan error) {
 	}
 	t.Fatal("serve did not become healthy")
 }
+
+func TestBackfillCommand(t *testing.T) {
+	for _, d := range modelstest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			dsn := modelstest.NewDSN(t, d)
+			fake := clerktest.New(t)
+			for i := range 7 {
+				fake.PutUser(clerktest.User(fmt.Sprintf("user_%d", i), 10, fmt.Sprintf("u%d@example.com", i), nil))
+			}
+			env := map[string]string{"CLERK_SECRET_KEY": clerktest.SecretKey, "CLERK_API_URL": fake.URL, "LOG_LEVEL": "warn"}
+			if d == models.Postgres {
+				env["DATABASE_URL"] = dsn
+			} else {
+				env["DATABASE_URL"] = "file:" + dsn
+			}
+			var out bytes.Buffer
+			if err := run(context.Background(), []string{"backfill", "--page-size", "3", "--dry-run"}, envOf(env), &out, &bytes.Buffer{}); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "(dry run: nothing was written)") {
+				t.Errorf("dry-run summary %q does not say it wrote nothing", out.String())
+			}
+			for _, want := range []string{"listed  7", "created  7"} {
+				if !strings.Contains(collapse(out.String()), want) {
+					t.Errorf("dry-run summary %q lacks %q", out.String(), want)
+				}
+			}
+			out.Reset()
+			if err := run(context.Background(), []string{"backfill", "--page-size", "3"}, envOf(env), &out, &bytes.Buffer{}); err != nil {
+				t.Fatal(err)
+			}
+			if s := collapse(out.String()); !strings.Contains(s, "created  7") || !strings.Contains(s, "errors  0") {
+				t.Errorf("summary = %q", out.String())
+			}
+			var n int64
+			modelstest.Open(t, d, dsn).Model(&models.User{}).Count(&n)
+			if n != 7 {
+				t.Errorf("rows = %d, want 7", n)
+			}
+
+			// A user Clerk cannot map makes the run exit non-zero.
+			fake.PutUser(map[string]any{"id": "user_bad", "updated_at": "x"})
+			err := run(context.Background(), []string{"backfill"}, envOf(env), &out, &bytes.Buffer{})
+			var u usageError
+			if err == nil || errors.As(err, &u) || !strings.Contains(err.Error(), "1 users failed") {
+				t.Errorf("err = %v, want a runtime failure naming 1 failed user", err)
+			}
+		})
+	}
+}
+
+// collapse squeezes runs of spaces, so table output can be matched.
+func collapse(s string) string { return strings.Join(strings.Fields(s), "  ") }
