@@ -16,7 +16,12 @@ const (
 	logOutcome   = "outcome"
 )
 
-// logRequests writes one line per request once it is answered.
+// quietRoutes are polled by orchestrators and scrapers: their request
+// lines are logged at debug level only.
+var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// logRequests writes one line per request once it is answered, and times
+// it for the latency histogram.
 func (s *server) logRequests() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -25,19 +30,25 @@ func (s *server) logRequests() echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err) // answer now, so the status below is the one sent
 			}
+			took := time.Since(start)
+			s.Metrics.ObserveHTTP(c.Path(), c.Request().Method, c.Response().Status, took)
 			attrs := []slog.Attr{
 				slog.String("request_id", requestID(c)),
 				slog.String("method", c.Request().Method),
 				slog.String("route", c.Path()),
 				slog.Int("status", c.Response().Status),
-				slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.Float64("latency_ms", float64(took.Microseconds())/1000),
 			}
 			for _, k := range []string{logSvixID, logUserID, logEventType, logOutcome} {
 				if v, ok := c.Get(k).(string); ok && v != "" {
 					attrs = append(attrs, slog.String(k, v))
 				}
 			}
-			s.Log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request", attrs...)
+			level := slog.LevelInfo
+			if quietRoutes[c.Path()] && c.Response().Status < 500 {
+				level = slog.LevelDebug
+			}
+			s.Log.LogAttrs(c.Request().Context(), level, "request", attrs...)
 			return nil
 		}
 	}
@@ -45,4 +56,30 @@ func (s *server) logRequests() echo.MiddlewareFunc {
 
 func requestID(c echo.Context) string {
 	return c.Response().Header().Get(echo.HeaderXRequestID)
+}
+
+// dropBadRequestID discards an incoming X-Request-Id that is too long or
+// holds characters other than letters, digits, '-', '_' and '.', so a
+// fresh one is generated instead of copying client input into the logs.
+func dropBadRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if id := h.Get(echo.HeaderXRequestID); id != "" && !validRequestID(id) {
+			h.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
+}
+
+func validRequestID(id string) bool {
+	if len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		ok := r == '-' || r == '_' || r == '.' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

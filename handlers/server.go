@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/usersync/usersync/clerkapi"
+	"github.com/usersync/usersync/metrics"
 )
 
 // Limits that apply to every request.
@@ -49,6 +50,8 @@ type Deps struct {
 	// one call per syncRefill after a burst of syncBurst.
 	SyncRate  rate.Limit
 	SyncBurst int
+	// Metrics receives the counters; nil gets a registry of its own.
+	Metrics *metrics.Metrics
 }
 
 type server struct {
@@ -59,6 +62,9 @@ type server struct {
 
 // New returns the HTTP handler with every route and middleware in place.
 func New(d Deps) *echo.Echo {
+	if d.Metrics == nil {
+		d.Metrics = metrics.New("dev")
+	}
 	if d.SyncRate == 0 {
 		d.SyncRate, d.SyncBurst = rate.Every(syncRefill), syncBurst
 	}
@@ -73,6 +79,7 @@ func New(d Deps) *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 
+	e.Pre(dropBadRequestID)
 	e.Use(middleware.RequestID())
 	e.Use(s.logRequests())
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
@@ -99,6 +106,7 @@ func New(d Deps) *echo.Echo {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
 	e.POST("/api/webhooks/clerk", s.clerkWebhook)
 	e.POST(syncPath, s.syncUser)
 	return e

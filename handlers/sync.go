@@ -25,25 +25,54 @@ const maxSyncBody = 16 << 10
 // the caller's row match Clerk, trusting nothing the browser says about the
 // user beyond which user it is.
 func (s *server) syncUser(c echo.Context) error {
-	if s.Sessions == nil || s.Clerk == nil {
-		return fail(http.StatusServiceUnavailable, "login-time sync is not configured (CLERK_SECRET_KEY)", nil)
-	}
-	userID, err := s.authenticate(c)
+	outcome, row, err := s.sync(c)
+	label := outcome
 	if err != nil {
-		return err
+		label = syncFailureLabel(err)
 	}
-	if err := s.limitUser(c, userID); err != nil {
-		return err
-	}
-	if err := checkBodyUserID(c, userID); err != nil {
-		return err
-	}
-	outcome, row, err := s.syncFromClerk(c.Request().Context(), userID)
+	s.Metrics.LoginSyncs.WithLabelValues(label).Inc()
 	if err != nil {
 		return err
 	}
 	c.Set(logOutcome, outcome)
 	return c.JSON(http.StatusOK, map[string]any{"success": true, "outcome": outcome, "user": userResponse(row)})
+}
+
+func (s *server) sync(c echo.Context) (string, models.User, error) {
+	if s.Sessions == nil || s.Clerk == nil {
+		return "", models.User{}, fail(http.StatusServiceUnavailable, "login-time sync is not configured (CLERK_SECRET_KEY)", nil)
+	}
+	userID, err := s.authenticate(c)
+	if err != nil {
+		return "", models.User{}, err
+	}
+	if err := s.limitUser(c, userID); err != nil {
+		return "", models.User{}, err
+	}
+	if err := checkBodyUserID(c, userID); err != nil {
+		return "", models.User{}, err
+	}
+	return s.syncFromClerk(c.Request().Context(), userID)
+}
+
+// syncFailureLabel names a failed sync for the metrics by its status.
+func syncFailureLabel(err error) string {
+	status, _ := statusOf(err)
+	switch status {
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusGone:
+		return "gone"
+	case http.StatusTooManyRequests:
+		return "rate_limited"
+	case http.StatusBadGateway:
+		return "clerk_unavailable"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "bad_request"
 }
 
 // authenticate verifies the session token and returns its subject.
@@ -147,6 +176,9 @@ func (s *server) applySnapshot(ctx context.Context, snap models.Snapshot) (model
 	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
 	defer cancel()
 	outcome, err := models.ApplySnapshot(ctx, s.DB, snap, models.SourceLogin)
+	if err == nil {
+		s.Metrics.Upserts.WithLabelValues(string(models.SourceLogin), string(outcome)).Inc()
+	}
 	switch {
 	case err != nil:
 		return "", fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)

@@ -49,32 +49,51 @@ func (v *Verifier) Verify(body []byte, h http.Header) error {
 	return err
 }
 
-// clerkWebhook reads the raw body, verifies it, and only then decodes it.
+// clerkWebhook answers a Svix delivery and counts it.
 func (s *server) clerkWebhook(c echo.Context) error {
-	body, err := readBody(c, maxBody)
+	ev, res, label, err := s.receiveWebhook(c)
+	typ := ev.Type
+	if typ == "" {
+		typ = "unknown"
+	}
+	s.Metrics.WebhookEvents.WithLabelValues(typ, label).Inc()
+	if res.Upsert != "" {
+		s.Metrics.Upserts.WithLabelValues(string(models.SourceWebhook), string(res.Upsert)).Inc()
+	}
 	if err != nil {
 		return err
 	}
+	c.Set(logOutcome, label)
+	return c.JSON(http.StatusOK, map[string]models.EventOutcome{"outcome": res.Outcome})
+}
+
+// receiveWebhook reads the raw body, verifies it, and only then decodes and
+// applies it. label is the outcome, or what stopped the delivery.
+func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResult, string, error) {
+	var ev models.Event
+	body, err := readBody(c, maxBody)
+	if err != nil {
+		return ev, models.EventResult{}, "unreadable", err
+	}
 	if err := s.Webhooks.Verify(body, c.Request().Header); err != nil {
-		return fail(http.StatusBadRequest, "invalid webhook signature: "+err.Error(), nil)
+		return ev, models.EventResult{}, "invalid_signature", fail(http.StatusBadRequest, "invalid webhook signature: "+err.Error(), nil)
 	}
 	svixID := messageID(c.Request().Header)
 	c.Set(logSvixID, svixID)
-	ev, err := decodeEvent(svixID, body)
+	ev, err = decodeEvent(svixID, body)
 	if err != nil {
-		return fail(http.StatusBadRequest, err.Error(), nil)
+		return ev, models.EventResult{}, "invalid_event", fail(http.StatusBadRequest, err.Error(), nil)
 	}
 	c.Set(logUserID, ev.UserID)
 	c.Set(logEventType, ev.Type)
 
 	ctx, cancel := context.WithTimeout(c.Request().Context(), DBTimeout)
 	defer cancel()
-	outcome, err := models.ProcessEvent(ctx, s.DB, ev)
+	res, err := models.ProcessEvent(ctx, s.DB, ev)
 	if err != nil {
-		return fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)
+		return ev, res, "error", fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)
 	}
-	c.Set(logOutcome, string(outcome))
-	return c.JSON(http.StatusOK, map[string]models.EventOutcome{"outcome": outcome})
+	return ev, res, string(res.Outcome), nil
 }
 
 // decodeEvent turns a verified body into the models' Event.

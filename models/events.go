@@ -40,55 +40,63 @@ type Event struct {
 	Snapshot Snapshot // for EventUpsert
 }
 
+// EventResult is what processing an event did.
+type EventResult struct {
+	Outcome EventOutcome
+	// Upsert is what the user row underwent (Created, Updated, Stale,
+	// Deleted, …); "" for ignored and duplicate events.
+	Upsert Outcome
+}
+
 // errDuplicate rolls back an event whose svix id was already recorded.
 var errDuplicate = errors.New("duplicate svix id")
 
 // ProcessEvent applies an event and records its svix id in the same
 // transaction, so a redelivered message changes nothing and is answered
 // EventDuplicate, and nothing is recorded unless its effect is committed.
-func ProcessEvent(ctx context.Context, db *gorm.DB, ev Event) (EventOutcome, error) {
-	outcome, err := inTx(ctx, db, func(tx *gorm.DB) (EventOutcome, error) {
+func ProcessEvent(ctx context.Context, db *gorm.DB, ev Event) (EventResult, error) {
+	res, err := inTx(ctx, db, func(tx *gorm.DB) (EventResult, error) {
 		at := now()
-		outcome, err := applyEvent(tx, ev, at)
+		res, err := applyEvent(tx, ev, at)
 		if err != nil {
-			return "", err
+			return res, err
 		}
-		rec := WebhookEvent{SvixID: ev.SvixID, EventType: ev.Type, Outcome: outcome, ReceivedAt: at}
+		rec := WebhookEvent{SvixID: ev.SvixID, EventType: ev.Type, Outcome: res.Outcome, ReceivedAt: at}
 		if ev.UserID != "" {
 			rec.UserID = &ev.UserID
 		}
 		// Last, so a concurrent redelivery waits here for the first to commit.
-		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&rec)
-		if res.Error != nil {
-			return "", fmt.Errorf("record event %s: %w", ev.SvixID, res.Error)
+		ins := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&rec)
+		if ins.Error != nil {
+			return res, fmt.Errorf("record event %s: %w", ev.SvixID, ins.Error)
 		}
-		if res.RowsAffected == 0 {
-			return "", errDuplicate
+		if ins.RowsAffected == 0 {
+			return res, errDuplicate
 		}
-		return outcome, nil
+		return res, nil
 	})
 	if errors.Is(err, errDuplicate) {
-		return EventDuplicate, nil
+		return EventResult{Outcome: EventDuplicate}, nil
 	}
-	return outcome, err
+	return res, err
 }
 
-func applyEvent(tx *gorm.DB, ev Event, at time.Time) (EventOutcome, error) {
-	var outcome Outcome
+func applyEvent(tx *gorm.DB, ev Event, at time.Time) (EventResult, error) {
+	var upsert Outcome
 	var err error
 	switch ev.Kind {
 	case EventUpsert:
-		outcome, err = applySnapshot(tx, ev.Snapshot, SourceWebhook, at)
+		upsert, err = applySnapshot(tx, ev.Snapshot, SourceWebhook, at)
 	case EventDelete:
-		outcome, err = tombstone(tx, ev.UserID, SourceWebhook, at)
+		upsert, err = tombstone(tx, ev.UserID, SourceWebhook, at)
 	default:
-		return EventIgnored, nil
+		return EventResult{Outcome: EventIgnored}, nil
 	}
 	if err != nil {
-		return "", err
+		return EventResult{}, err
 	}
-	if outcome.Wrote() {
-		return EventApplied, nil
+	if upsert.Wrote() {
+		return EventResult{Outcome: EventApplied, Upsert: upsert}, nil
 	}
-	return EventStale, nil
+	return EventResult{Outcome: EventStale, Upsert: upsert}, nil
 }

@@ -37,11 +37,11 @@ func TestProcessEventOutcomes(t *testing.T) {
 			{upsertEvent("msg_2", snap("user_b", 99)), models.EventDuplicate},
 		}
 		for i, st := range steps {
-			got, err := models.ProcessEvent(ctx, db, st.ev)
+			res, err := models.ProcessEvent(ctx, db, st.ev)
 			if err != nil {
 				t.Fatalf("step %d: %v", i, err)
 			}
-			if got != st.want {
+			if got := res.Outcome; got != st.want {
 				t.Errorf("step %d (%s) outcome = %q, want %q", i, st.ev.SvixID, got, st.want)
 			}
 		}
@@ -160,12 +160,12 @@ func runConcurrently(t *testing.T, db *gorm.DB, events []models.Event, workers i
 	for range workers {
 		wg.Go(func() {
 			for ev := range next {
-				got, err := models.ProcessEvent(context.Background(), db, ev)
+				res, err := models.ProcessEvent(context.Background(), db, ev)
 				if err != nil {
 					t.Errorf("%s: %v", ev.SvixID, err)
 				}
 				mu.Lock()
-				outcomes[got]++
+				outcomes[res.Outcome]++
 				mu.Unlock()
 			}
 		})

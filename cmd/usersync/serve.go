@@ -19,6 +19,7 @@ import (
 	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/config"
 	"github.com/usersync/usersync/handlers"
+	"github.com/usersync/usersync/metrics"
 	"github.com/usersync/usersync/models"
 )
 
@@ -29,7 +30,8 @@ const serveHelp = `Usage: usersync [serve]
 
 Applies pending migrations, then serves HTTP on $PORT (all interfaces) until
 SIGINT or SIGTERM; in-flight requests then get up to 15 s to finish.
-Routes: POST /api/webhooks/clerk, POST /api/user/sync, GET /healthz, GET /readyz.
+Routes: POST /api/webhooks/clerk, POST /api/user/sync, GET /healthz, GET /readyz,
+GET /metrics.
 `
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -53,9 +55,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return usageError{fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %v", err)}
 	}
-	deps := handlers.Deps{DB: db, Log: log, Webhooks: verifier,
+	m := metrics.New(currentVersion())
+	if sqlDB, err := db.DB(); err == nil {
+		m.WatchDB(sqlDB, string(cfg.Database.Dialect))
+	}
+	deps := handlers.Deps{DB: db, Log: log, Webhooks: verifier, Metrics: m,
 		SyncFreshness: cfg.SyncFreshness, CORSAllowedOrigins: cfg.CORSAllowedOrigins}
-	if deps.Clerk, deps.Sessions, err = clerkDeps(cfg, log); err != nil {
+	if deps.Clerk, deps.Sessions, err = clerkDeps(cfg, log, m); err != nil {
 		return err
 	}
 	return listenAndServe(ctx, cfg.Port, handlers.New(deps), log)
@@ -64,12 +70,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 // clerkDeps builds the Backend API client and session verifier for the
 // login-time sync; without CLERK_SECRET_KEY both are nil and the route
 // answers 503.
-func clerkDeps(cfg config.Config, log *slog.Logger) (*clerkapi.Client, *clerkapi.SessionVerifier, error) {
+func clerkDeps(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*clerkapi.Client, *clerkapi.SessionVerifier, error) {
 	if cfg.ClerkSecretKey == "" {
 		log.Warn("CLERK_SECRET_KEY is not set: POST /api/user/sync answers 503 (it cannot fetch users from Clerk)")
 		return nil, nil, nil
 	}
-	client := clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, nil)
+	httpClient := &http.Client{Timeout: clerkapi.CallTimeout, Transport: m.ClerkTransport(http.DefaultTransport)}
+	client := clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, httpClient)
 	sessions, err := clerkapi.NewSessionVerifier(clerkapi.SessionConfig{
 		JWTKey: cfg.ClerkJWTKey, Client: client, Issuer: cfg.Issuer, AuthorizedParties: cfg.AuthorizedParties,
 	})

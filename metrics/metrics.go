@@ -1,0 +1,124 @@
+// Package metrics holds usersync's Prometheus series, on a registry of its
+// own so two servers in one process (tests) never share counters.
+package metrics
+
+import (
+	"database/sql"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the series usersync exports on /metrics.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	// WebhookEvents counts deliveries by Clerk event type and outcome
+	// (applied, stale, duplicate, ignored, invalid_signature, invalid_event,
+	// too_large, error).
+	WebhookEvents *prometheus.CounterVec
+	// LoginSyncs counts /api/user/sync answers by outcome.
+	LoginSyncs *prometheus.CounterVec
+	// ClerkRequests counts Backend API calls by operation and status class.
+	ClerkRequests *prometheus.CounterVec
+	// Upserts counts what the one upsert did, by source and outcome.
+	Upserts *prometheus.CounterVec
+	// HTTPDuration is request latency by route, method and status.
+	HTTPDuration *prometheus.HistogramVec
+}
+
+// New registers every series, the Go and process collectors and build info.
+func New(version string) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		WebhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersync_webhook_events_total", Help: "Clerk webhook deliveries by event type and outcome.",
+		}, []string{"type", "outcome"}),
+		LoginSyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersync_login_syncs_total", Help: "Login-time syncs (POST /api/user/sync) by outcome.",
+		}, []string{"outcome"}),
+		ClerkRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersync_clerk_api_requests_total", Help: "Clerk Backend API calls by operation and status class.",
+		}, []string{"operation", "status"}),
+		Upserts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersync_upserts_total", Help: "Snapshots applied through the one upsert, by source and outcome.",
+		}, []string{"source", "outcome"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "usersync_http_request_duration_seconds",
+			Help:    "HTTP request latency by route, method and status.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method", "status"}),
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "usersync_build_info", Help: "Always 1; labels name the build.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+	m.registry.MustRegister(m.WebhookEvents, m.LoginSyncs, m.ClerkRequests, m.Upserts, m.HTTPDuration, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// WatchDB exports the connection pool's statistics (go_sql_* series).
+func (m *Metrics) WatchDB(db *sql.DB, name string) {
+	m.registry.MustRegister(collectors.NewDBStatsCollector(db, name))
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// ClerkTransport counts every Backend API call made through next.
+func (m *Metrics) ClerkTransport(next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(req)
+		status := "error"
+		if err == nil {
+			status = statusClass(resp.StatusCode)
+		}
+		m.ClerkRequests.WithLabelValues(clerkOperation(req), status).Inc()
+		return resp, err
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// clerkOperation names a Backend API call without the user id in it.
+func clerkOperation(r *http.Request) string {
+	path := strings.TrimPrefix(r.URL.Path, "/v1")
+	switch {
+	case path == "/jwks":
+		return "get_jwks"
+	case path == "/users":
+		return "list_users"
+	case path == "/users/count":
+		return "count_users"
+	case strings.HasPrefix(path, "/users/"):
+		return "get_user"
+	}
+	return "other"
+}
+
+func statusClass(code int) string { return strconv.Itoa(code/100) + "xx" }
+
+// ObserveHTTP records one answered request.
+func (m *Metrics) ObserveHTTP(route, method string, status int, took time.Duration) {
+	if route == "" {
+		route = "unmatched" // never the raw path: clients could mint series
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodOptions:
+	default:
+		method = "other"
+	}
+	m.HTTPDuration.WithLabelValues(route, method, strconv.Itoa(status)).Observe(took.Seconds())
+}
