@@ -25,6 +25,13 @@ const (
 	DefaultSyncFreshness = 5 * time.Minute
 )
 
+// Variables are every environment variable Load reads.
+var Variables = []string{
+	"DATABASE_URL", "PORT", "CLERK_SECRET_KEY", "CLERK_API_URL", "CLERK_JWT_KEY",
+	"CLERK_AUTHORIZED_PARTIES", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_WEBHOOK_SECRET",
+	"SYNC_FRESHNESS", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
+}
+
 // Config is the whole configuration of one usersync process.
 type Config struct {
 	Database Database

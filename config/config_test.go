@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,35 @@ func TestSecretNeverInError(t *testing.T) {
 	_, err := load(map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": secret})
 	if err == nil || strings.Contains(err.Error(), "secretmaterial") {
 		t.Errorf("error = %v; must exist and not contain the secret", err)
+	}
+}
+
+// Load reads exactly the listed variables, and the operator's files name
+// every one of them.
+func TestVariablesAreDocumented(t *testing.T) {
+	read := map[string]bool{}
+	config.Load(func(k string) string { read[k] = true; return "" })
+	for _, v := range config.Variables {
+		if !read[v] {
+			t.Errorf("%s is listed but Load does not read it", v)
+		}
+		delete(read, v)
+	}
+	for v := range read {
+		t.Errorf("Load reads %s, which config.Variables does not list", v)
+	}
+	for _, file := range []string{"../.env.example", "../README.md", "../docker-compose.yml"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range config.Variables {
+			if v == "CLERK_WEBHOOK_SECRET" && file != "../README.md" {
+				continue // the legacy name is documented, not advertised
+			}
+			if !strings.Contains(string(b), v) {
+				t.Errorf("%s does not mention %s", file, v)
+			}
+		}
 	}
 }
