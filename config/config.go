@@ -29,7 +29,7 @@ const (
 var Variables = []string{
 	"DATABASE_URL", "PORT", "CLERK_SECRET_KEY", "CLERK_API_URL", "CLERK_JWT_KEY",
 	"CLERK_AUTHORIZED_PARTIES", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_WEBHOOK_SECRET",
-	"SYNC_FRESHNESS", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
+	"SYNC_FRESHNESS", "SYNC_RATE_LIMIT", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
 }
 
 // Config is the whole configuration of one usersync process.
@@ -48,11 +48,23 @@ type Config struct {
 	WebhookSecrets []string
 
 	SyncFreshness      time.Duration
+	SyncRateLimit      RateLimit
 	CORSAllowedOrigins []string
 
 	LogLevel  slog.Level
 	LogFormat string // "json" or "text"
 }
+
+// RateLimit is SYNC_RATE_LIMIT: Requests per Per for each user, all of them
+// allowed at once as a burst. Requests == 0 means no limit.
+type RateLimit struct {
+	Requests int
+	Per      time.Duration
+}
+
+// DefaultSyncRateLimit allows a burst of 5 login syncs per user, refilled
+// over a minute: a frontend calls once per session.
+var DefaultSyncRateLimit = RateLimit{Requests: 5, Per: time.Minute}
 
 // Database says which database to open.
 type Database struct {
@@ -85,6 +97,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Issuer:            strings.TrimSpace(getenv("CLERK_ISSUER")),
 		WebhookSecrets:    p.webhookSecrets(),
 		SyncFreshness:     p.duration("SYNC_FRESHNESS", DefaultSyncFreshness),
+		SyncRateLimit:     p.rateLimit("SYNC_RATE_LIMIT"),
 		LogLevel:          p.logLevel("LOG_LEVEL"),
 		LogFormat:         p.oneOf("LOG_FORMAT", "json", "json", "text"),
 	}
@@ -223,6 +236,25 @@ func (p *parser) duration(name string, def time.Duration) time.Duration {
 		p.fail(name, "%q is not a duration such as 5m, 90s or 0", v)
 	}
 	return d
+}
+
+// rateLimit reads "N/DURATION" (5/1m: five per minute) or "0" for none.
+func (p *parser) rateLimit(name string) RateLimit {
+	v := strings.TrimSpace(p.getenv(name))
+	switch v {
+	case "":
+		return DefaultSyncRateLimit
+	case "0":
+		return RateLimit{}
+	}
+	n, per, ok := strings.Cut(v, "/")
+	count, err1 := strconv.Atoi(n)
+	d, err2 := time.ParseDuration(per)
+	if !ok || err1 != nil || err2 != nil || count < 1 || d <= 0 {
+		p.fail(name, "%q is not N/DURATION such as 5/1m, or 0 for no limit", v)
+		return DefaultSyncRateLimit
+	}
+	return RateLimit{Requests: count, Per: d}
 }
 
 func (p *parser) logLevel(name string) slog.Level {

@@ -43,6 +43,7 @@ func TestLoadDefaults(t *testing.T) {
 		Port:          8080,
 		ClerkAPIURL:   "https://api.clerk.com",
 		SyncFreshness: 5 * time.Minute,
+		SyncRateLimit: config.RateLimit{Requests: 5, Per: time.Minute},
 		LogLevel:      slog.LevelInfo,
 		LogFormat:     "json",
 	}
@@ -62,6 +63,7 @@ func TestLoadValues(t *testing.T) {
 		"CLERK_ISSUER":                 "https://clerk.example.com",
 		"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25k",
 		"SYNC_FRESHNESS":               "0",
+		"SYNC_RATE_LIMIT":              "10/30s",
 		"LOG_LEVEL":                    "debug",
 		"LOG_FORMAT":                   "text",
 	})
@@ -78,6 +80,7 @@ func TestLoadValues(t *testing.T) {
 		Issuer:             "https://clerk.example.com",
 		WebhookSecrets:     []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25k"},
 		SyncFreshness:      0,
+		SyncRateLimit:      config.RateLimit{Requests: 10, Per: 30 * time.Second},
 		CORSAllowedOrigins: []string{"https://a.example", "https://b.example"},
 		LogLevel:           slog.LevelDebug,
 		LogFormat:          "text",
@@ -111,6 +114,8 @@ func TestLoadSmallCases(t *testing.T) {
 			func(c config.Config) bool {
 				return len(c.CORSAllowedOrigins) == 1 && c.CORSAllowedOrigins[0] == "https://c"
 			}},
+		{"no rate limit", map[string]string{"SYNC_RATE_LIMIT": "0"},
+			func(c config.Config) bool { return c.SyncRateLimit == config.RateLimit{} }},
 		{"freshness duration", map[string]string{"SYNC_FRESHNESS": "90s"},
 			func(c config.Config) bool { return c.SyncFreshness == 90*time.Second }},
 	}
@@ -146,6 +151,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"SYNC_FRESHNESS": "5 minutes"}, "SYNC_FRESHNESS:"},
 		{map[string]string{"SYNC_FRESHNESS": "-1m"}, "SYNC_FRESHNESS:"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL:"},
+		{map[string]string{"SYNC_RATE_LIMIT": "5"}, "SYNC_RATE_LIMIT:"},
+		{map[string]string{"SYNC_RATE_LIMIT": "0/1m"}, "SYNC_RATE_LIMIT:"},
+		{map[string]string{"SYNC_RATE_LIMIT": "5/soon"}, "SYNC_RATE_LIMIT:"},
 		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT:"},
 	}
 	for _, tc := range cases {

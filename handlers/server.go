@@ -29,8 +29,8 @@ const (
 	syncPath = "/api/user/sync"
 )
 
-// Per-user limit of /api/user/sync: a burst of syncBurst calls, then one
-// per syncRefill. A frontend calls it once per session.
+// Default per-user limit of /api/user/sync: a burst of syncBurst calls,
+// then one per syncRefill. A frontend calls it once per session.
 const (
 	syncBurst  = 5
 	syncRefill = 12 * time.Second
@@ -46,8 +46,9 @@ type Deps struct {
 	Sessions           *clerkapi.SessionVerifier
 	SyncFreshness      time.Duration
 	CORSAllowedOrigins []string
-	// SyncRate and SyncBurst limit /api/user/sync per user; zero means
-	// one call per syncRefill after a burst of syncBurst.
+	// SyncRate and SyncBurst limit /api/user/sync per user (SYNC_RATE_LIMIT);
+	// zero means one call per syncRefill after a burst of syncBurst, and
+	// rate.Inf means no limit.
 	SyncRate  rate.Limit
 	SyncBurst int
 	// Metrics receives the counters; nil gets a registry of its own.

@@ -1,6 +1,7 @@
-// Package clerktest is a local stand-in for Clerk's Backend API (an
-// httptest.Server answering Clerk's JSON shapes and error bodies) plus a
-// session-token minter, so tests drive the real clerk-sdk-go client.
+// Package clerktest is a local stand-in for Clerk's Backend API (an HTTP
+// server answering Clerk's JSON shapes and error bodies) plus a
+// session-token minter, so tests and the load tool drive the real
+// clerk-sdk-go client.
 package clerktest
 
 import (
@@ -10,8 +11,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ const KeyID = "ins_fake_key_1"
 type Fake struct {
 	URL string // base URL, without /v1: what CLERK_API_URL holds
 	Key *rsa.PrivateKey
+	srv *http.Server
 
 	mu       sync.Mutex
 	users    map[string]json.RawMessage
@@ -81,6 +83,21 @@ func NewKey() *rsa.PrivateKey {
 
 // New starts a fake Clerk Backend API, closed when the test ends.
 func New(t testing.TB) *Fake {
+	f, err := Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
+}
+
+// Start serves a fake Clerk Backend API on addr (the load tool's login
+// mode runs one for a service under test).
+func Start(addr string) (*Fake, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
 	f := &Fake{
 		Key:      TestKey(),
 		users:    map[string]json.RawMessage{},
@@ -88,11 +105,14 @@ func New(t testing.TB) *Fake {
 		hits:     map[string]int{},
 		failures: map[string][]Failure{},
 	}
-	srv := httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(srv.Close)
-	f.URL = srv.URL
-	return f
+	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 5 * time.Second}
+	go f.srv.Serve(ln)
+	f.URL = "http://" + ln.Addr().String()
+	return f, nil
 }
+
+// Close stops the server.
+func (f *Fake) Close() { f.srv.Close() }
 
 // PutUser stores a Clerk user object (as User builds, or any JSON object).
 func (f *Fake) PutUser(u map[string]any) {

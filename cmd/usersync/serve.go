@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/time/rate"
 	"gorm.io/gorm"
 
 	"github.com/usersync/usersync/clerkapi"
@@ -60,7 +61,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		m.WatchDB(sqlDB, string(cfg.Database.Dialect))
 	}
 	deps := handlers.Deps{DB: db, Log: log, Webhooks: verifier, Metrics: m,
-		SyncFreshness: cfg.SyncFreshness, CORSAllowedOrigins: cfg.CORSAllowedOrigins}
+		SyncFreshness: cfg.SyncFreshness, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+		SyncRate: rate.Inf, SyncBurst: 1}
+	if l := cfg.SyncRateLimit; l.Requests > 0 {
+		deps.SyncRate, deps.SyncBurst = rate.Every(l.Per/time.Duration(l.Requests)), l.Requests
+	}
 	if deps.Clerk, deps.Sessions, err = clerkDeps(cfg, log, m); err != nil {
 		return err
 	}
