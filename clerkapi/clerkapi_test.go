@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -169,8 +170,14 @@ func FuzzParseEvent(f *testing.F) {
 			t.Fatalf("accepted event without type or id: %q", body)
 		}
 		s, err := clerkapi.SnapshotFromJSON(ev.Data)
+		fromEvent, evErr := ev.Snapshot()
 		if err != nil {
 			return
+		}
+		// The webhook path maps the user decoded with the envelope; it must
+		// agree with the mapping every other path uses.
+		if evErr != nil || !reflect.DeepEqual(s, fromEvent) {
+			t.Fatalf("event snapshot %+v (%v) != SnapshotFromJSON %+v", fromEvent, evErr, s)
 		}
 		if s.ID != ev.UserID {
 			t.Fatalf("snapshot id %q != data.id %q", s.ID, ev.UserID)

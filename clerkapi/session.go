@@ -2,6 +2,7 @@ package clerkapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -48,6 +49,8 @@ type SessionVerifier struct {
 	mu        sync.RWMutex
 	keys      map[string]*clerk.JSONWebKey // by kid
 	fetchedAt time.Time
+
+	verified tokenCache
 }
 
 // NewSessionVerifier checks the configuration (a bad CLERK_JWT_KEY is an error).
@@ -75,6 +78,17 @@ func (v *SessionVerifier) Verify(ctx context.Context, token string) (*clerk.Sess
 	if token == "" {
 		return nil, fmt.Errorf("%w: no token", ErrInvalidSession)
 	}
+	if claims := v.verified.get(token, v.cfg.Clock.Now()); claims != nil {
+		return claims, nil
+	}
+	claims, err := v.verify(ctx, token)
+	if err == nil {
+		v.verified.put(token, claims)
+	}
+	return claims, err
+}
+
+func (v *SessionVerifier) verify(ctx context.Context, token string) (*clerk.SessionClaims, error) {
 	parsed, err := josejwt.ParseSigned(token)
 	if err != nil || len(parsed.Headers) != 1 {
 		return nil, fmt.Errorf("%w: malformed", ErrInvalidSession)
@@ -166,4 +180,43 @@ func (v *SessionVerifier) cached(kid string) (*clerk.JSONWebKey, time.Time) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	return v.keys[kid], v.fetchedAt
+}
+
+// maxVerifiedTokens bounds the cache of verified tokens.
+const maxVerifiedTokens = 10_000
+
+// tokenCache remembers tokens that verified, until they expire: a frontend
+// sends the same session token (valid for about a minute) on several calls,
+// and an RS256 verification costs more than the rest of a fresh answer.
+// Keys are SHA-256 digests, so the cache holds no token.
+type tokenCache struct {
+	mu      sync.Mutex
+	entries map[[32]byte]*clerk.SessionClaims
+}
+
+func (c *tokenCache) get(token string, now time.Time) *clerk.SessionClaims {
+	key := sha256.Sum256([]byte(token))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	claims := c.entries[key]
+	if claims == nil || !now.Before(expiry(claims)) {
+		return nil
+	}
+	return claims
+}
+
+func (c *tokenCache) put(token string, claims *clerk.SessionClaims) {
+	key := sha256.Sum256([]byte(token))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxVerifiedTokens {
+		c.entries = make(map[[32]byte]*clerk.SessionClaims) // forgetting only costs a verification
+	}
+	c.entries[key] = claims
+}
+
+// expiry is when a verified token stops being accepted: exp plus Leeway,
+// as the full verification would decide.
+func expiry(c *clerk.SessionClaims) time.Time {
+	return time.Unix(*c.Expiry, 0).Add(Leeway)
 }

@@ -53,6 +53,11 @@ func SnapshotFromJSON(raw []byte) (models.Snapshot, error) {
 	if u.ID == "" {
 		return models.Snapshot{}, fmt.Errorf("%w: no id", ErrInvalidUser)
 	}
+	return snapshotOf(&u, raw), nil
+}
+
+// snapshotOf is contract rules 2 and 4 for a decoded user.
+func snapshotOf(u *clerkUser, raw []byte) models.Snapshot {
 	s := models.Snapshot{
 		ID:        u.ID,
 		FirstName: nonEmpty(u.FirstName),
@@ -71,7 +76,7 @@ func SnapshotFromJSON(raw []byte) (models.Snapshot, error) {
 	if p := u.primaryPhone(); p != nil {
 		s.PhoneNumber = nonEmpty(&p.PhoneNumber)
 	}
-	return s, nil
+	return s
 }
 
 func (u *clerkUser) primaryEmail() *emailAddress {

@@ -37,7 +37,11 @@ func (s *server) handleError(err error, c echo.Context) {
 		return
 	}
 	status, message := statusOf(err)
-	if status >= 500 {
+	switch {
+	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+		// The client hung up; nothing was committed, and it will not read the answer.
+		s.Log.Info("client went away", "request_id", requestID(c), "route", c.Path())
+	case status >= 500:
 		s.Log.Error("request failed", "request_id", requestID(c), "route", c.Path(), "status", status, "err", err)
 	}
 	if c.Request().Method == http.MethodHead {

@@ -32,6 +32,13 @@ func (s *server) logRequests() echo.MiddlewareFunc {
 			}
 			took := time.Since(start)
 			s.Metrics.ObserveHTTP(c.Path(), c.Request().Method, c.Response().Status, took)
+			level := slog.LevelInfo
+			if quietRoutes[c.Path()] && c.Response().Status < 500 {
+				level = slog.LevelDebug
+			}
+			if !s.Log.Enabled(c.Request().Context(), level) {
+				return nil
+			}
 			attrs := []slog.Attr{
 				slog.String("request_id", requestID(c)),
 				slog.String("method", c.Request().Method),
@@ -43,10 +50,6 @@ func (s *server) logRequests() echo.MiddlewareFunc {
 				if v, ok := c.Get(k).(string); ok && v != "" {
 					attrs = append(attrs, slog.String(k, v))
 				}
-			}
-			level := slog.LevelInfo
-			if quietRoutes[c.Path()] && c.Response().Status < 500 {
-				level = slog.LevelDebug
 			}
 			s.Log.LogAttrs(c.Request().Context(), level, "request", attrs...)
 			return nil

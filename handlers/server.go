@@ -14,6 +14,7 @@ import (
 
 	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/metrics"
+	"github.com/usersync/usersync/models"
 )
 
 // Limits that apply to every request.
@@ -27,6 +28,11 @@ const (
 	maxBody = 1 << 20
 
 	syncPath = "/api/user/sync"
+
+	// Concurrent webhook deliveries share transactions: up to maxEventBatch
+	// events each, eventWorkers transactions at once (see models.Batcher).
+	maxEventBatch = 64
+	eventWorkers  = 4
 )
 
 // Default per-user limit of /api/user/sync: a burst of syncBurst calls,
@@ -57,6 +63,7 @@ type Deps struct {
 
 type server struct {
 	Deps
+	events      *models.Batcher
 	syncLimiter *middleware.RateLimiterMemoryStore
 	confirmed   *confirmations
 }
@@ -70,7 +77,8 @@ func New(d Deps) *echo.Echo {
 		d.SyncRate, d.SyncBurst = rate.Every(syncRefill), syncBurst
 	}
 	s := &server{
-		Deps: d,
+		Deps:   d,
+		events: models.NewBatcher(d.DB, maxEventBatch, eventWorkers, DBTimeout),
 		syncLimiter: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 			Rate: d.SyncRate, Burst: d.SyncBurst, ExpiresIn: 5 * time.Minute,
 		}),

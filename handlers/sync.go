@@ -165,7 +165,7 @@ var errGone = fail(http.StatusGone, "user was deleted in Clerk", nil)
 func (s *server) findUser(ctx context.Context, id string) (models.User, error) {
 	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
 	defer cancel()
-	u, err := models.FindUser(ctx, s.DB, id)
+	u, err := models.FindProfile(ctx, s.DB, id)
 	if err != nil && !errors.Is(err, models.ErrNotFound) {
 		return u, fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)
 	}

@@ -89,7 +89,7 @@ func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResul
 
 	ctx, cancel := context.WithTimeout(c.Request().Context(), DBTimeout)
 	defer cancel()
-	res, err := models.ProcessEvent(ctx, s.DB, ev)
+	res, err := s.events.Submit(ctx, ev)
 	if err != nil {
 		return ev, res, "error", fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)
 	}
@@ -105,7 +105,7 @@ func decodeEvent(svixID string, body []byte) (models.Event, error) {
 	ev := models.Event{SvixID: svixID, Type: ce.Type, UserID: ce.UserID}
 	switch ce.Type {
 	case "user.created", "user.updated":
-		snap, err := clerkapi.SnapshotFromJSON(ce.Data)
+		snap, err := ce.Snapshot()
 		if err != nil {
 			return models.Event{}, err
 		}

@@ -2,6 +2,8 @@ package models
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -178,6 +180,24 @@ func tombstone(tx *gorm.DB, id string, src Source, at time.Time) (Outcome, error
 		return Gone, nil
 	}
 	return Deleted, nil
+}
+
+// FindProfile reads one row without raw_json (which can be kilobytes),
+// tombstones included. It is the read behind every fresh login-time sync,
+// so it scans the columns itself rather than through GORM's reflection.
+func FindProfile(ctx context.Context, db *gorm.DB, id string) (User, error) {
+	u := User{ID: id}
+	row := db.WithContext(ctx).Raw(`SELECT email, first_name, last_name, image_url, username, phone_number, tier,
+		clerk_updated_at, created_at, updated_at, deleted_at, sync_source, synced_at FROM users WHERE id = ?`, id).Row()
+	err := row.Scan(&u.Email, &u.FirstName, &u.LastName, &u.ImageURL, &u.Username, &u.PhoneNumber, &u.Tier,
+		&u.ClerkUpdatedAt, &u.CreatedAt, &u.UpdatedAt, &u.DeletedAt, &u.SyncSource, &u.SyncedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("find user %s: %w", id, err)
+	}
+	return u, nil
 }
 
 // FindUser reads one row, tombstones included.

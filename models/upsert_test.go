@@ -306,3 +306,34 @@ func TestRawJSONIsStored(t *testing.T) {
 		}
 	})
 }
+
+// FindProfile reads the same row FindUser does, without raw_json.
+func TestFindProfileMatchesFindUser(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := snap("user_a", 10, email("a@x.io"), tier("PRO"), func(s *models.Snapshot) { s.PhoneNumber = ptr("+1") })
+		if _, err := models.ApplySnapshot(ctx, db, s, models.SourceLogin); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := models.Tombstone(ctx, db, "user_b", models.SourceWebhook); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"user_a", "user_b"} {
+			full, err := models.FindUser(ctx, db, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			profile, err := models.FindProfile(ctx, db, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			full.RawJSON, full.EmailVerified = nil, false
+			if diff := cmp.Diff(full, profile); diff != "" {
+				t.Errorf("%s (-FindUser +FindProfile):\n%s", id, diff)
+			}
+		}
+		if _, err := models.FindProfile(ctx, db, "nobody"); err != models.ErrNotFound {
+			t.Errorf("unknown id: err = %v, want ErrNotFound", err)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	_ "embed"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -61,15 +62,21 @@ const (
 	OpCountUsers = "count_users"
 )
 
-var (
-	keyOnce sync.Once
-	testKey *rsa.PrivateKey
-)
+// testKeyPEM is the fake instance's signing key: fixed, so a service that
+// cached the JWKS of one fake process verifies tokens minted by the next
+// (the load tool's warm-up and measured runs). It signs nothing real.
+//
+//go:embed testkey.pem
+var testKeyPEM []byte
 
-// TestKey is a 2048-bit RSA key made once per test binary.
+// TestKey is the fake instance's RSA signing key.
 func TestKey() *rsa.PrivateKey {
-	keyOnce.Do(func() { testKey = NewKey() })
-	return testKey
+	block, _ := pem.Decode(testKeyPEM)
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		panic(err)
+	}
+	return key.(*rsa.PrivateKey)
 }
 
 // NewKey makes a fresh RSA key (for "signed by another key" cases).

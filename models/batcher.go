@@ -1,0 +1,119 @@
+package models
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Batcher lets concurrent webhook deliveries share one transaction: each
+// Submit waits until the batch holding its event has committed (or failed),
+// so nothing is acknowledged before it is durable. Under light load a batch
+// is a single event and nothing waits; under a burst, events that arrive
+// while a batch commits form the next one, which saves the per-transaction
+// round trips and flushes that bound a one-event-per-transaction design.
+type Batcher struct {
+	db       *gorm.DB
+	maxBatch int
+	workers  int
+	timeout  time.Duration
+
+	mu      sync.Mutex
+	queue   []*pending
+	running int // goroutines draining the queue; none while idle
+}
+
+type pending struct {
+	ev   Event
+	ctx  context.Context
+	res  EventResult
+	err  error
+	done chan struct{}
+}
+
+// NewBatcher processes at most maxBatch events per transaction, with up to
+// workers transactions in flight, each bounded by timeout.
+func NewBatcher(db *gorm.DB, maxBatch, workers int, timeout time.Duration) *Batcher {
+	return &Batcher{db: db, maxBatch: maxBatch, workers: workers, timeout: timeout}
+}
+
+// Submit processes ev as ProcessEvent does, possibly in one transaction with
+// other events. If ctx ends first it returns ctx's error; the event may
+// still commit, and a redelivery then answers EventDuplicate.
+func (b *Batcher) Submit(ctx context.Context, ev Event) (EventResult, error) {
+	p := &pending{ev: ev, ctx: ctx, done: make(chan struct{})}
+	b.mu.Lock()
+	b.queue = append(b.queue, p)
+	if b.running < b.workers {
+		b.running++
+		go b.drain()
+	}
+	b.mu.Unlock()
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+		return EventResult{}, ctx.Err()
+	}
+}
+
+// drain processes batches until the queue is empty, then exits.
+func (b *Batcher) drain() {
+	for {
+		batch := b.take()
+		if batch == nil {
+			return
+		}
+		b.process(batch)
+	}
+}
+
+// take removes up to maxBatch waiting events whose callers still wait.
+func (b *Batcher) take() []*pending {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var batch []*pending
+	for len(b.queue) > 0 && len(batch) < b.maxBatch {
+		p := b.queue[0]
+		b.queue = b.queue[1:]
+		if p.ctx.Err() != nil {
+			p.err = p.ctx.Err() // its caller gave up: do not apply it unacknowledged
+			close(p.done)
+			continue
+		}
+		batch = append(batch, p)
+	}
+	if len(batch) == 0 && len(b.queue) == 0 {
+		b.running--
+		return nil
+	}
+	return batch
+}
+
+// process commits a batch; if it fails, each event is tried on its own, so
+// one event the database refuses cannot fail the others with it.
+func (b *Batcher) process(batch []*pending) {
+	evs := make([]Event, len(batch))
+	for i, p := range batch {
+		evs[i] = p.ev
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	res, err := ProcessEvents(ctx, b.db, evs)
+	if err != nil && len(batch) > 1 && ctx.Err() == nil {
+		for _, p := range batch {
+			b.process([]*pending{p})
+		}
+		return
+	}
+	for i, p := range batch {
+		if err != nil {
+			p.err = err
+		} else {
+			p.res = res[i]
+		}
+		close(p.done)
+	}
+}
