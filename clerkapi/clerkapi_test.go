@@ -195,3 +195,34 @@ func FuzzParseEvent(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSnapshotFromJSON maps arbitrary user objects: nothing panics, and a
+// mapped snapshot keeps the rules' invariants.
+func FuzzSnapshotFromJSON(f *testing.F) {
+	f.Add(user(`,"primary_email_address_id":"e","email_addresses":[{"id":"e","email_address":"X@Y.Z","verification":{"status":"verified"}}]`))
+	f.Add(user(`,"primary_phone_number_id":"p","phone_numbers":[{"id":"p","phone_number":""}],"public_metadata":{"tier":"Maxx"}`))
+	f.Add([]byte(`{"id":"u","first_name":"","username":null,"image_url":"","public_metadata":[]}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s, err := clerkapi.SnapshotFromJSON(raw)
+		if err != nil {
+			if !errors.Is(err, clerkapi.ErrInvalidUser) {
+				t.Fatalf("error %v is not ErrInvalidUser", err)
+			}
+			return
+		}
+		if s.ID == "" || s.RawJSON != string(raw) {
+			t.Fatalf("id %q or raw JSON lost", s.ID)
+		}
+		for _, p := range []*string{s.Email, s.FirstName, s.LastName, s.ImageURL, s.Username, s.PhoneNumber} {
+			if p != nil && *p == "" {
+				t.Fatal("empty string stored instead of NULL")
+			}
+		}
+		if s.Email != nil && *s.Email != strings.ToLower(*s.Email) {
+			t.Fatalf("email %q not lower-cased", *s.Email)
+		}
+		if s.EmailVerified && s.Email == nil {
+			t.Fatal("verified without an email")
+		}
+	})
+}

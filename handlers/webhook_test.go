@@ -29,7 +29,7 @@ const (
 	other   = "whsec_bm90IGEgY29uZmlndXJlZCBzZWNyZXQ="
 )
 
-func newHandler(t *testing.T, db *gorm.DB, secrets ...string) http.Handler {
+func newHandler(t testing.TB, db *gorm.DB, secrets ...string) http.Handler {
 	t.Helper()
 	v, err := handlers.NewVerifier(secrets)
 	if err != nil {
@@ -39,7 +39,7 @@ func newHandler(t *testing.T, db *gorm.DB, secrets ...string) http.Handler {
 }
 
 // signed returns Svix headers for body, signed with secret at ts.
-func signed(t *testing.T, secret, msgID string, ts time.Time, body []byte) http.Header {
+func signed(t testing.TB, secret, msgID string, ts time.Time, body []byte) http.Header {
 	t.Helper()
 	wh, err := svix.NewWebhook(secret)
 	if err != nil {
