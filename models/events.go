@@ -2,11 +2,12 @@ package models
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // EventOutcome is the webhook answer for one Svix message.
@@ -62,69 +63,212 @@ func ProcessEvent(ctx context.Context, db *gorm.DB, ev Event) (EventResult, erro
 // result as ProcessEvent called for each in order: the batch commits, or
 // none of it does. Concurrent deliveries share a commit this way (Batcher).
 func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult, error) {
+	fast := DialectOf(db) == Postgres
 	return inTx(ctx, db, func(tx *gorm.DB) ([]EventResult, error) {
-		return processBatch(tx, evs, now())
+		res, err := processBatch(tx, evs, now(), fast)
+		if fast && errors.Is(err, gorm.ErrDuplicatedKey) {
+			fast = false // an email is held by another row: run again with the full rules
+		}
+		return res, err
 	})
 }
 
-func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error) {
+// processBatch records the events first (which finds the duplicates), then
+// applies the rest, then corrects the outcomes recorded as "applied" that
+// turned out otherwise, all in the caller's transaction.
+func processBatch(tx *gorm.DB, evs []Event, at time.Time, fast bool) ([]EventResult, error) {
 	res := make([]EventResult, len(evs))
-	todo, err := skipDuplicates(tx, evs, res)
+	todo, err := recordEvents(tx, evs, res, at)
 	if err != nil {
 		return nil, err
 	}
-	if err := applyEvents(tx, evs, todo, res, at); err != nil {
+	if fast && independentUpserts(evs, todo) {
+		err = upsertFast(tx, evs, todo, res, at)
+	} else {
+		err = applyEvents(tx, evs, todo, res, at)
+	}
+	if err != nil {
 		return nil, err
 	}
-	records := make([]WebhookEvent, 0, len(todo))
-	for _, i := range todo {
-		rec := WebhookEvent{SvixID: evs[i].SvixID, EventType: evs[i].Type, Outcome: res[i].Outcome, ReceivedAt: at}
-		if evs[i].UserID != "" {
-			rec.UserID = &evs[i].UserID
-		}
-		records = append(records, rec)
-	}
-	if len(records) == 0 {
-		return res, nil
-	}
-	// A concurrent delivery of the same message waits here for the other
-	// transaction; if that one commits, this batch starts over and then
-	// sees the message as a duplicate.
-	ins := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&records)
-	if ins.Error != nil {
-		return nil, fmt.Errorf("record %d events: %w", len(records), ins.Error)
-	}
-	if ins.RowsAffected != int64(len(records)) {
-		return nil, errRaced
-	}
-	return res, nil
+	return res, fixOutcomes(tx, evs, todo, res)
 }
 
-// skipDuplicates marks events whose svix id is already recorded, or appears
-// earlier in the batch, as EventDuplicate, and returns the rest in order.
-func skipDuplicates(tx *gorm.DB, evs []Event, res []EventResult) ([]int, error) {
-	ids := make([]string, len(evs))
-	for i, ev := range evs {
-		ids[i] = ev.SvixID
-	}
-	var recorded []string
-	if err := tx.Model(&WebhookEvent{}).Where("svix_id IN ?", ids).Pluck("svix_id", &recorded).Error; err != nil {
-		return nil, fmt.Errorf("look up svix ids: %w", err)
-	}
+// recordEvents inserts a webhook_events row per new svix id, recording
+// user events as "applied" for now, and marks the rest EventDuplicate:
+// those already recorded, and repeats within the batch. It returns the
+// indexes of the new events in order. A concurrent delivery of the same
+// message waits on the insert until the other transaction ends.
+func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]int, error) {
+	var sql strings.Builder
+	sql.WriteString("INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at) VALUES ")
+	args := make([]any, 0, 5*len(evs))
 	seen := make(map[string]bool, len(evs))
-	for _, id := range recorded {
-		seen[id] = true
-	}
-	todo := make([]int, 0, len(evs))
+	var fresh []int
 	for i, ev := range evs {
 		if seen[ev.SvixID] {
 			res[i] = EventResult{Outcome: EventDuplicate}
 			continue
 		}
 		seen[ev.SvixID] = true
-		todo = append(todo, i)
+		if len(fresh) > 0 {
+			sql.WriteString(", ")
+		}
+		sql.WriteString("(?, ?, ?, ?, ?)")
+		var userID *string
+		if ev.UserID != "" {
+			userID = &ev.UserID
+		}
+		outcome := EventApplied
+		if ev.Kind == EventIgnore {
+			outcome = EventIgnored
+		}
+		args = append(args, ev.SvixID, ev.Type, userID, string(outcome), at)
+		fresh = append(fresh, i)
+	}
+	sql.WriteString(" ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id")
+	var inserted []string
+	if err := tx.Raw(sql.String(), args...).Scan(&inserted).Error; err != nil {
+		return nil, fmt.Errorf("record %d events: %w", len(fresh), err)
+	}
+	isNew := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		isNew[id] = true
+	}
+	todo := fresh[:0]
+	for _, i := range fresh {
+		if isNew[evs[i].SvixID] {
+			todo = append(todo, i)
+		} else {
+			res[i] = EventResult{Outcome: EventDuplicate}
+		}
 	}
 	return todo, nil
+}
+
+// fixOutcomes rewrites the recorded outcome of events that were not applied.
+func fixOutcomes(tx *gorm.DB, evs []Event, todo []int, res []EventResult) error {
+	var stale []string
+	for _, i := range todo {
+		if res[i].Outcome == EventStale {
+			stale = append(stale, evs[i].SvixID)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	err := tx.Model(&WebhookEvent{}).Where("svix_id IN ?", stale).Update("outcome", EventStale).Error
+	if err != nil {
+		return fmt.Errorf("record outcomes: %w", err)
+	}
+	return nil
+}
+
+// independentUpserts reports whether the events to apply are all upserts
+// (or ignored) for distinct users with distinct emails, so applying them
+// together is the same as applying them in order.
+func independentUpserts(evs []Event, todo []int) bool {
+	users := make(map[string]bool, len(todo))
+	emails := make(map[string]bool, len(todo))
+	for _, i := range todo {
+		switch evs[i].Kind {
+		case EventIgnore:
+			continue
+		case EventUpsert:
+		default:
+			return false
+		}
+		s := evs[i].Snapshot.normalized()
+		if users[s.ID] || (s.Email != nil && emails[*s.Email]) {
+			return false
+		}
+		users[s.ID] = true
+		if s.Email != nil {
+			emails[*s.Email] = true
+		}
+	}
+	return true
+}
+
+// upsertFast is the Postgres path for independent upserts: the same upsert
+// statement as ApplySnapshots, without reading the rows first. RETURNING
+// says which rows it wrote and whether it inserted them (xmax = 0); only
+// rows it did not write are read, to tell stale from unchanged or gone. An
+// email held by another live row makes the statement fail on the unique
+// index, and ProcessEvents runs the batch again with the full rules.
+func upsertFast(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at time.Time) error {
+	snaps := make(map[string]Snapshot, len(todo))
+	var rows [2][]User // without, with a tier
+	for _, i := range todo {
+		if evs[i].Kind != EventUpsert {
+			continue
+		}
+		s := evs[i].Snapshot.normalized()
+		snaps[s.ID] = s
+		group := 0
+		if s.Tier != "" {
+			group = 1
+		}
+		rows[group] = append(rows[group], s.row(s.Email, SourceWebhook, at))
+	}
+	written := make(map[string]Outcome, len(snaps))
+	for group, batch := range rows {
+		if len(batch) == 0 {
+			continue
+		}
+		stmt := tx.Session(&gorm.Session{DryRun: true}).Clauses(upsertClause(group == 1)).Create(&batch).Statement
+		if err := scanWritten(tx, stmt.SQL.String()+" RETURNING id, (xmax = 0)", stmt.Vars, written); err != nil {
+			return err
+		}
+	}
+	var missing []string
+	for id := range snaps {
+		if _, ok := written[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		var own []User
+		if err := tx.Select("id", "clerk_updated_at", "deleted_at").Where("id IN ?", missing).Find(&own).Error; err != nil {
+			return fmt.Errorf("read %d users: %w", len(missing), err)
+		}
+		for i := range own {
+			if written[own[i].ID] = verdict(&own[i], snaps[own[i].ID]); written[own[i].ID] == "" {
+				return errRaced // changed under us: run the batch again
+			}
+		}
+	}
+	for _, i := range todo {
+		if evs[i].Kind == EventUpsert {
+			res[i] = eventResult(written[evs[i].Snapshot.ID])
+		} else {
+			res[i] = EventResult{Outcome: EventIgnored}
+		}
+	}
+	return nil
+}
+
+// scanWritten runs an upsert ... RETURNING id, inserted and notes each row.
+func scanWritten(tx *gorm.DB, sql string, vars []any, written map[string]Outcome) error {
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, sql, vars...)
+	if err != nil {
+		return fmt.Errorf("upsert users: %w", translate(tx, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var inserted bool
+		if err := rows.Scan(&id, &inserted); err != nil {
+			return err
+		}
+		written[id] = Updated
+		if inserted {
+			written[id] = Created
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("upsert users: %w", translate(tx, err))
+	}
+	return nil
 }
 
 // applyEvents applies the events at todo. When they are all upserts, the
@@ -190,4 +334,13 @@ func eventResult(upsert Outcome) EventResult {
 		return EventResult{Outcome: EventApplied, Upsert: upsert}
 	}
 	return EventResult{Outcome: EventStale, Upsert: upsert}
+}
+
+// translate maps a driver error to GORM's (gorm.ErrDuplicatedKey, ...), as
+// GORM does for statements it runs itself.
+func translate(tx *gorm.DB, err error) error {
+	if t, ok := tx.Dialector.(gorm.ErrorTranslator); ok {
+		return t.Translate(err)
+	}
+	return err
 }

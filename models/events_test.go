@@ -177,3 +177,91 @@ func runConcurrently(t *testing.T, db *gorm.DB, events []models.Event, workers i
 	wg.Wait()
 	return outcomes
 }
+
+// A batch gives the same answers, users and event log as its events
+// processed one at a time, whichever path it takes: independent upserts
+// (the fast path on Postgres), an email another row holds (the fast path
+// fails on the unique index and the batch runs again with the full rules),
+// deletions, ignored types and repeated svix ids.
+func TestProcessEventsEqualsOneAtATime(t *testing.T) {
+	batches := map[string][]models.Event{
+		"independent upserts": {
+			upsertEvent("m1", snap("user_a", 5, email("a@x.io"))),
+			upsertEvent("m2", snap("user_b", 5, email("b@x.io"), tier("pro"))),
+			upsertEvent("m3", snap("user_c", 1)), // older than its row
+			{SvixID: "m4", Type: "session.created", Kind: models.EventIgnore},
+			upsertEvent("m5", snap("user_d", 9)), // a tombstone
+		},
+		"email held by an older row": {
+			upsertEvent("m1", snap("user_a", 5, email("held@x.io"))),
+			upsertEvent("m2", snap("user_b", 5, email("b@x.io"))),
+		},
+		"email held by a newer row": {
+			upsertEvent("m1", snap("user_b", 1, email("held@x.io"))),
+		},
+		"interacting events": {
+			upsertEvent("m1", snap("user_a", 5, email("a@x.io"))),
+			upsertEvent("m2", snap("user_a", 6, email("a2@x.io"))),
+			upsertEvent("m1", snap("user_a", 7)), // repeated svix id
+			{SvixID: "m3", Type: "user.deleted", Kind: models.EventDelete, UserID: "user_b"},
+			upsertEvent("m4", snap("user_c", 8, email("held@x.io"))),
+			upsertEvent("seen", snap("user_e", 8)), // recorded before the batch
+		},
+	}
+	prepare := func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		for _, ev := range []models.Event{
+			upsertEvent("seen", snap("user_e", 1)),
+			upsertEvent("p1", snap("user_c", 3)),
+			upsertEvent("p2", snap("user_x", 3, email("held@x.io"))),
+			{SvixID: "p3", Type: "user.deleted", Kind: models.EventDelete, UserID: "user_d"},
+		} {
+			if _, err := models.ProcessEvent(ctx, db, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name, batch := range batches {
+		t.Run(name, func(t *testing.T) {
+			modelstest.Each(t, func(t *testing.T, one *gorm.DB) {
+				together := modelstest.New(t, models.DialectOf(one))
+				prepare(t, one)
+				prepare(t, together)
+				var want []models.EventResult
+				for _, ev := range batch {
+					r, err := models.ProcessEvent(context.Background(), one, ev)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want = append(want, r)
+				}
+				got, err := models.ProcessEvents(context.Background(), together, batch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("results (-one at a time +batch):\n%s", diff)
+				}
+				if diff := cmp.Diff(tableView(t, one), tableView(t, together)); diff != "" {
+					t.Errorf("users (-one at a time +batch):\n%s", diff)
+				}
+				if diff := cmp.Diff(eventLog(t, one), eventLog(t, together)); diff != "" {
+					t.Errorf("webhook_events (-one at a time +batch):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+func eventLog(t *testing.T, db *gorm.DB) []string {
+	t.Helper()
+	var events []models.WebhookEvent
+	if err := db.Order("svix_id").Find(&events).Error; err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range events {
+		out = append(out, fmt.Sprintf("%s %s %s", e.SvixID, e.EventType, e.Outcome))
+	}
+	return out
+}
