@@ -1,0 +1,2 @@
+export { useUserSync, resetUserSync, UserSyncError } from "./useUserSync";
+export type { SyncStatus, SyncedUser, UseUserSyncOptions, UseUserSyncResult } from "./useUserSync";
