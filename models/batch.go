@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"gorm.io/gorm"
@@ -87,11 +88,12 @@ func applyChunk(tx *gorm.DB, snaps []Snapshot, src Source, at time.Time) ([]Outc
 		}
 		apply = append(apply, i)
 	}
-	if err := upsertMany(tx, norm, apply, src, at); err != nil {
+	written, err := upsertMany(tx, norm, apply, byID, src, at)
+	if err != nil {
 		return nil, err
 	}
 	for _, i := range apply {
-		out[i] = appliedOutcome(byID[norm[i].ID])
+		out[i] = written[norm[i].ID]
 	}
 	return out, nil
 }
@@ -140,26 +142,31 @@ func lockChunk(tx *gorm.DB, snaps []Snapshot) (byID, byEmail map[string]*User, e
 	return byID, byEmail, nil
 }
 
-// upsertMany writes the chosen snapshots with multi-row upserts: one for
-// those that name a tier and one for those that do not (rule 4 differs).
-func upsertMany(tx *gorm.DB, snaps []Snapshot, idx []int, src Source, at time.Time) error {
+// upsertMany writes the chosen snapshots with multi-row upserts (one for
+// those that name a tier and one for those that do not: rule 4 differs)
+// and returns what each did.
+func upsertMany(tx *gorm.DB, snaps []Snapshot, idx []int, existed map[string]*User, src Source, at time.Time) (map[string]Outcome, error) {
+	written := make(map[string]Outcome, len(idx))
 	for _, withTier := range []bool{false, true} {
 		var rows []User
+		had := map[string]bool{}
 		for _, i := range idx {
 			if (snaps[i].Tier != "") == withTier {
 				rows = append(rows, snaps[i].row(snaps[i].Email, src, at))
+				had[snaps[i].ID] = existed[snaps[i].ID] != nil
 			}
 		}
 		if len(rows) == 0 {
 			continue
 		}
-		res := tx.Clauses(upsertClause(withTier)).Create(&rows)
-		if res.Error != nil {
-			return fmt.Errorf("upsert %d users: %w", len(rows), res.Error)
+		w, err := upsertRows(tx, rows, withTier, had)
+		if err != nil {
+			return nil, err
 		}
-		if res.RowsAffected != int64(len(rows)) {
-			return errRaced // a row appeared after our read; run the chunk again
+		if len(w) != len(rows) {
+			return nil, errRaced // a row appeared after our read; run the chunk again
 		}
+		maps.Copy(written, w)
 	}
-	return nil
+	return written, nil
 }

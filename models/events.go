@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -215,10 +216,11 @@ func upsertFast(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at time
 		if len(batch) == 0 {
 			continue
 		}
-		stmt := tx.Session(&gorm.Session{DryRun: true}).Clauses(upsertClause(group == 1)).Create(&batch).Statement
-		if err := scanWritten(tx, stmt.SQL.String()+" RETURNING id, (xmax = 0)", stmt.Vars, written); err != nil {
+		w, err := upsertRows(tx, batch, group == 1, nil)
+		if err != nil {
 			return err
 		}
+		maps.Copy(written, w)
 	}
 	var missing []string
 	for id := range snaps {
@@ -243,30 +245,6 @@ func upsertFast(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at time
 		} else {
 			res[i] = EventResult{Outcome: EventIgnored}
 		}
-	}
-	return nil
-}
-
-// scanWritten runs an upsert ... RETURNING id, inserted and notes each row.
-func scanWritten(tx *gorm.DB, sql string, vars []any, written map[string]Outcome) error {
-	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, sql, vars...)
-	if err != nil {
-		return fmt.Errorf("upsert users: %w", translate(tx, err))
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var inserted bool
-		if err := rows.Scan(&id, &inserted); err != nil {
-			return err
-		}
-		written[id] = Updated
-		if inserted {
-			written[id] = Created
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("upsert users: %w", translate(tx, err))
 	}
 	return nil
 }
@@ -334,13 +312,4 @@ func eventResult(upsert Outcome) EventResult {
 		return EventResult{Outcome: EventApplied, Upsert: upsert}
 	}
 	return EventResult{Outcome: EventStale, Upsert: upsert}
-}
-
-// translate maps a driver error to GORM's (gorm.ErrDuplicatedKey, ...), as
-// GORM does for statements it runs itself.
-func translate(tx *gorm.DB, err error) error {
-	if t, ok := tx.Dialector.(gorm.ErrorTranslator); ok {
-		return t.Translate(err)
-	}
-	return err
 }

@@ -53,17 +53,75 @@ func applySnapshot(tx *gorm.DB, s Snapshot, src Source, at time.Time) (Outcome, 
 			return "", err
 		}
 	}
-	row := s.row(email, src, at)
-	res := tx.Clauses(upsertClause(s.Tier != "")).Create(&row)
-	if res.Error != nil {
-		return "", fmt.Errorf("upsert user %s: %w", s.ID, res.Error)
+	written, err := upsertRows(tx, []User{s.row(email, src, at)}, s.Tier != "", map[string]bool{s.ID: own != nil})
+	if err != nil {
+		return "", err
 	}
-	if res.RowsAffected == 0 {
+	outcome, ok := written[s.ID]
+	if !ok {
 		// A concurrent transaction inserted a newer row after our read; start
 		// over so anything this attempt wrote is rolled back.
 		return "", errRaced
 	}
-	return appliedOutcome(own), nil
+	return outcome, nil
+}
+
+// upsertRows writes rows with the one upsert statement and reports, for
+// each row it wrote, whether it inserted (Created) or updated it; rows it
+// did not write (not newer, or tombstones) are absent. On Postgres the
+// statement itself says so (RETURNING xmax = 0), since a row may appear
+// between a read and the write. SQLite has one writer at a time (BEGIN
+// IMMEDIATE), so there existed, the rows read before, still holds.
+func upsertRows(tx *gorm.DB, rows []User, withTier bool, existed map[string]bool) (map[string]Outcome, error) {
+	written := make(map[string]Outcome, len(rows))
+	if DialectOf(tx) == Postgres {
+		stmt := tx.Session(&gorm.Session{DryRun: true}).Clauses(upsertClause(withTier)).Create(&rows).Statement
+		return written, scanWritten(tx, stmt.SQL.String()+" RETURNING id, (xmax = 0)", stmt.Vars, written)
+	}
+	res := tx.Clauses(upsertClause(withTier)).Create(&rows)
+	if res.Error != nil {
+		return nil, fmt.Errorf("upsert %d users: %w", len(rows), res.Error)
+	}
+	if res.RowsAffected != int64(len(rows)) {
+		return nil, errRaced
+	}
+	for _, r := range rows {
+		written[r.ID] = appliedOutcome(existed[r.ID])
+	}
+	return written, nil
+}
+
+// scanWritten runs an upsert ... RETURNING id, inserted and notes each row.
+func scanWritten(tx *gorm.DB, sql string, vars []any, written map[string]Outcome) error {
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, sql, vars...)
+	if err != nil {
+		return fmt.Errorf("upsert users: %w", translate(tx, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var inserted bool
+		if err := rows.Scan(&id, &inserted); err != nil {
+			return err
+		}
+		written[id] = Updated
+		if inserted {
+			written[id] = Created
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("upsert users: %w", translate(tx, err))
+	}
+	return nil
+}
+
+// translate maps a driver error to GORM's (gorm.ErrDuplicatedKey, ...), as
+// GORM does for statements it runs itself.
+func translate(tx *gorm.DB, err error) error {
+	if t, ok := tx.Dialector.(gorm.ErrorTranslator); ok {
+		return t.Translate(err)
+	}
+	return err
 }
 
 // verdict is rules 1 and 5 for one snapshot against its row: Gone, Unchanged
@@ -82,11 +140,11 @@ func verdict(own *User, s Snapshot) Outcome {
 	return ""
 }
 
-func appliedOutcome(own *User) Outcome {
-	if own == nil {
-		return Created
+func appliedOutcome(existed bool) Outcome {
+	if existed {
+		return Updated
 	}
-	return Updated
+	return Created
 }
 
 // lockRows reads the user's own row and the live row holding the snapshot's

@@ -3,6 +3,7 @@ package models_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -334,6 +335,38 @@ func TestFindProfileMatchesFindUser(t *testing.T) {
 		}
 		if _, err := models.FindProfile(ctx, db, "nobody"); err != models.ErrNotFound {
 			t.Errorf("unknown id: err = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// Concurrent first snapshots of one user: exactly one of them created the
+// row, whichever transaction read "no row" first.
+func TestExactlyOneCreatedUnderConcurrency(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		for round := range 5 {
+			id := fmt.Sprintf("user_%d", round)
+			outcomes := make(chan models.Outcome, 8)
+			var wg sync.WaitGroup
+			for v := range 8 {
+				wg.Go(func() {
+					o, err := models.ApplySnapshot(context.Background(), db, snap(id, int64(v+1)), models.SourceLogin)
+					if err != nil {
+						t.Error(err)
+					}
+					outcomes <- o
+				})
+			}
+			wg.Wait()
+			close(outcomes)
+			created := 0
+			for o := range outcomes {
+				if o == models.Created {
+					created++
+				}
+			}
+			if created != 1 {
+				t.Errorf("round %d: %d snapshots report created, want 1", round, created)
+			}
 		}
 	})
 }
