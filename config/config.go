@@ -105,13 +105,25 @@ func Load(getenv func(string) string) (Config, error) {
 	if v := getenv("CORS_ALLOWED_ORIGINS"); v != "" {
 		c.CORSAllowedOrigins = list(v)
 	}
-	return c, errors.Join(p.errs...)
+	return c, p.err()
 }
 
 // parser collects one error per bad variable.
 type parser struct {
 	getenv func(string) string
 	errs   []error
+}
+
+// err is every problem on one line, so the operator sees them all at once.
+func (p *parser) err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(p.errs))
+	for i, e := range p.errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 func (p *parser) fail(name, format string, args ...any) {
@@ -201,6 +213,9 @@ func (p *parser) webhookSecrets() []string {
 		v = p.getenv(name)
 	}
 	secrets := list(v)
+	if v != "" && len(secrets) == 0 {
+		p.fail(name, "is set but holds no secret")
+	}
 	for i, s := range secrets {
 		if err := CheckWebhookSecret(s); err != nil {
 			p.fail(name, "secret %d of %d: %v", i+1, len(secrets), err)

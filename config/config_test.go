@@ -148,6 +148,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, `secret 1 of 1: must start with "whsec_"`},
 		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_c2Vjb25k,whsec_!!!"}, "CLERK_WEBHOOK_SIGNING_SECRET: secret 2 of 2"},
 		{map[string]string{"CLERK_WEBHOOK_SECRET": "nope"}, "CLERK_WEBHOOK_SECRET: secret 1 of 1"},
+		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": " , "}, "CLERK_WEBHOOK_SIGNING_SECRET: is set but holds no secret"},
 		{map[string]string{"SYNC_FRESHNESS": "5 minutes"}, "SYNC_FRESHNESS:"},
 		{map[string]string{"SYNC_FRESHNESS": "-1m"}, "SYNC_FRESHNESS:"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL:"},
@@ -168,6 +169,9 @@ func TestLoadReportsEveryError(t *testing.T) {
 	_, err := load(map[string]string{"PORT": "x", "LOG_LEVEL": "y", "DATABASE_URL": "z://"})
 	if err == nil {
 		t.Fatal("no error")
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error %q spans lines; the contract asks for one", err)
 	}
 	for _, name := range []string{"PORT", "LOG_LEVEL", "DATABASE_URL"} {
 		if !strings.Contains(err.Error(), name) {

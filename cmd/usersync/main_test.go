@@ -247,3 +247,16 @@ func TestBackfillCommand(t *testing.T) {
 
 // collapse squeezes runs of spaces, so table output can be matched.
 func collapse(s string) string { return strings.Join(strings.Fields(s), "  ") }
+
+func TestDescribeDatabaseHidesPasswords(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:hunter2@db.example.com/app",
+		"postgres://u@db.example.com/app?sslmode=require&password=hunter2",
+		"postgresql://u@db.example.com/app?sslpassword=hunter2",
+	} {
+		got := describeDatabase(config.Database{Dialect: models.Postgres, DSN: dsn})
+		if strings.Contains(got, "hunter2") || !strings.Contains(got, "db.example.com") {
+			t.Errorf("describeDatabase(%q) = %q", dsn, got)
+		}
+	}
+}

@@ -163,6 +163,13 @@ func describeDatabase(d config.Database) string {
 		return "sqlite:" + d.DSN
 	}
 	if u, err := url.Parse(d.DSN); err == nil {
+		q := u.Query()
+		for _, secret := range []string{"password", "sslpassword"} {
+			if q.Has(secret) {
+				q.Set(secret, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
 		return u.Redacted()
 	}
 	return "postgres"
