@@ -202,6 +202,7 @@ func FuzzSnapshotFromJSON(f *testing.F) {
 	f.Add(user(`,"primary_email_address_id":"e","email_addresses":[{"id":"e","email_address":"X@Y.Z","verification":{"status":"verified"}}]`))
 	f.Add(user(`,"primary_phone_number_id":"p","phone_numbers":[{"id":"p","phone_number":""}],"public_metadata":{"tier":"Maxx"}`))
 	f.Add([]byte(`{"id":"u","first_name":"","username":null,"image_url":"","public_metadata":[]}`))
+	f.Add([]byte(`{"id":"u","first_name":"a\u0000","unsafe_metadata":{"x":"\ud800","n":1.50}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s, err := clerkapi.SnapshotFromJSON(raw)
 		if err != nil {
@@ -210,8 +211,11 @@ func FuzzSnapshotFromJSON(f *testing.F) {
 			}
 			return
 		}
-		if s.ID == "" || s.RawJSON != string(raw) {
-			t.Fatalf("id %q or raw JSON lost", s.ID)
+		if s.ID == "" || !json.Valid([]byte(s.RawJSON)) || strings.Contains(s.RawJSON, `\u0000`) {
+			t.Fatalf("id %q, or raw JSON not storable: %q", s.ID, s.RawJSON)
+		}
+		if !strings.Contains(string(raw), `\`) && s.RawJSON != string(raw) {
+			t.Fatal("raw JSON without escapes was changed")
 		}
 		for _, p := range []*string{s.Email, s.FirstName, s.LastName, s.ImageURL, s.Username, s.PhoneNumber} {
 			if p != nil && *p == "" {

@@ -1,9 +1,11 @@
 package clerkapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/usersync/usersync/models"
@@ -66,7 +68,7 @@ func snapshotOf(u *clerkUser, raw []byte) models.Snapshot {
 		Username:  nonEmpty(u.Username),
 		Tier:      tierOf(u.PublicMetadata),
 		UpdatedAt: u.UpdatedAt,
-		RawJSON:   string(raw),
+		RawJSON:   string(storable(raw)),
 	}
 	if e := u.primaryEmail(); e != nil {
 		addr := strings.ToLower(e.EmailAddress)
@@ -113,10 +115,58 @@ func tierOf(publicMetadata json.RawMessage) string {
 	return ""
 }
 
-// nonEmpty turns Clerk's "" into NULL, so the table has one way to say "none".
+// nonEmpty turns Clerk's "" into NULL, so the table has one way to say
+// "none", and drops NUL characters, which Postgres text cannot hold.
 func nonEmpty(s *string) *string {
-	if s == nil || *s == "" {
+	if s == nil {
 		return nil
 	}
-	return s
+	v := strings.ReplaceAll(*s, "\x00", "")
+	if v == "" {
+		return nil
+	}
+	return &v
+}
+
+// unstorable matches the JSON escapes Postgres's jsonb refuses: \u0000 and
+// a lone UTF-16 surrogate. A user can put either in their own
+// unsafe_metadata, and one such user must not fail every write of them.
+var unstorable = regexp.MustCompile(`(?i)\\u(0000|d[89a-f])`)
+
+// storable returns raw as Clerk sent it, or, when it holds an escape
+// Postgres refuses, re-encoded without NUL characters (lone surrogates
+// become U+FFFD).
+func storable(raw []byte) []byte {
+	if !unstorable.Match(raw) {
+		return raw
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // keep numbers exactly as sent
+	var v any
+	if dec.Decode(&v) != nil {
+		return raw
+	}
+	out, err := json.Marshal(withoutNUL(v))
+	if err != nil {
+		return raw
+	}
+	return out
+}
+
+func withoutNUL(v any) any {
+	switch v := v.(type) {
+	case string:
+		return strings.ReplaceAll(v, "\x00", "")
+	case []any:
+		for i := range v {
+			v[i] = withoutNUL(v[i])
+		}
+	case map[string]any:
+		clean := make(map[string]any, len(v))
+		for k, e := range v {
+			clean[strings.ReplaceAll(k, "\x00", "")] = withoutNUL(e)
+		}
+		return clean
+	}
+	return v
 }

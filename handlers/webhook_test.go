@@ -283,3 +283,22 @@ func TestRoutingErrorsAreJSON(t *testing.T) {
 		wantResponse(t, rec, tc.status, tc.body)
 	}
 }
+
+// Escapes Postgres refuses (\u0000, a lone surrogate) that a user can put in
+// their own metadata or name do not make their events fail forever.
+func TestWebhookStoresWhatPostgresRefuses(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		h := newHandler(t, db, secret1)
+		body := []byte(`{"type":"user.created","data":{"object":"user","id":"user_nul","updated_at":1,
+			"first_name":"Ada\u0000","last_name":"\ud800x","unsafe_metadata":{"note":"a\u0000b","k\u0000":"\uDC00"},
+			"public_metadata":{"tier":"pro"}}}`)
+		wantResponse(t, post(h, body, signed(t, secret1, "msg_nul", time.Now(), body)), 200, `{"outcome":"applied"}`)
+		u, err := models.FindUser(context.Background(), db, "user_nul")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *u.FirstName != "Ada" || u.Tier != "PRO" || u.RawJSON == nil || strings.Contains(*u.RawJSON, `\u0000`) {
+			t.Errorf("row = first %q tier %s raw %v", *u.FirstName, u.Tier, u.RawJSON)
+		}
+	})
+}
