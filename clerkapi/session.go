@@ -23,7 +23,11 @@ const Leeway = 5 * time.Second
 
 // jwksRefetchInterval bounds how often an unknown kid may trigger a JWKS
 // fetch, so a flood of tokens with made-up kids cannot hammer Clerk.
-const jwksRefetchInterval = 30 * time.Second
+const jwksRefetchInterval = 10 * time.Second
+
+// jwksTTL is how long fetched keys are trusted before the JWKS is fetched
+// again, so a key Clerk has rotated out stops verifying.
+const jwksTTL = time.Hour
 
 // SessionConfig is how session tokens are checked.
 type SessionConfig struct {
@@ -135,9 +139,11 @@ func (v *SessionVerifier) authorizedParty(azp string) bool {
 }
 
 // key finds the verification key: the static PEM key, or the JWKS entry
-// for kid. An unknown kid fetches the JWKS again, at most once per
-// jwksRefetchInterval; callers that arrive during a fetch wait for it,
-// while lookups of known kids never wait.
+// for kid. The JWKS is fetched again when kid is unknown (at most once per
+// jwksRefetchInterval, so made-up kids cannot hammer Clerk) or the keys are
+// older than jwksTTL (so a key Clerk removed stops verifying). Callers that
+// arrive during a fetch wait for it; lookups of fresh keys never wait. If
+// Clerk cannot be reached, the keys already held keep working.
 func (v *SessionVerifier) key(ctx context.Context, kid string) (*clerk.JSONWebKey, error) {
 	if v.staticKey != nil {
 		return v.staticKey, nil
@@ -145,20 +151,24 @@ func (v *SessionVerifier) key(ctx context.Context, kid string) (*clerk.JSONWebKe
 	if kid == "" {
 		return nil, fmt.Errorf("%w: no kid", ErrInvalidSession)
 	}
-	if k, _ := v.cached(kid); k != nil {
+	if k, at := v.cached(kid); k != nil && v.cfg.Clock.Now().Sub(at) < jwksTTL {
 		return k, nil
 	}
 	v.fetchMu.Lock()
 	defer v.fetchMu.Unlock()
 	k, fetchedAt := v.cached(kid)
-	if k != nil {
-		return k, nil
-	}
-	if !fetchedAt.IsZero() && v.cfg.Clock.Now().Sub(fetchedAt) < jwksRefetchInterval {
+	age := v.cfg.Clock.Now().Sub(fetchedAt)
+	switch {
+	case k != nil && age < jwksTTL:
+		return k, nil // fetched by the caller we waited for
+	case k == nil && !fetchedAt.IsZero() && age < jwksRefetchInterval:
 		return nil, fmt.Errorf("%w: unknown kid", ErrInvalidSession)
 	}
 	set, err := v.cfg.Client.JWKS(ctx)
 	if err != nil {
+		if k != nil {
+			return k, nil
+		}
 		return nil, err
 	}
 	keys := make(map[string]*clerk.JSONWebKey, len(set.Keys))

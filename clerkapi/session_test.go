@@ -36,3 +36,37 @@ func TestVerifiedTokenCacheHonoursExpiry(t *testing.T) {
 		t.Fatalf("after exp+leeway: err = %v, want ErrInvalidSession", err)
 	}
 }
+
+// Fetched keys are refreshed after an hour, and the held keys keep working
+// while Clerk cannot be reached.
+func TestJWKSRefreshedAfterTTL(t *testing.T) {
+	fake := clerktest.New(t)
+	c := &clock{now: time.Now()}
+	client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, nil)
+	v, err := clerkapi.NewSessionVerifier(clerkapi.SessionConfig{Client: client, Clock: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(sub string) error {
+		claims := clerktest.Claims(sub)
+		claims["iat"], claims["nbf"], claims["exp"] = c.now.Unix(), c.now.Unix(), c.now.Add(time.Minute).Unix()
+		_, err := v.Verify(context.Background(), fake.Token(claims))
+		return err
+	}
+	if err := verify("user_1"); err != nil {
+		t.Fatal(err)
+	}
+	c.now = c.now.Add(30 * time.Minute)
+	if err := verify("user_2"); err != nil || fake.Hits(clerktest.OpJWKS) != 1 {
+		t.Fatalf("within the hour: err %v, JWKS fetches %d, want 1", err, fake.Hits(clerktest.OpJWKS))
+	}
+	c.now = c.now.Add(31 * time.Minute)
+	if err := verify("user_3"); err != nil || fake.Hits(clerktest.OpJWKS) != 2 {
+		t.Fatalf("after the hour: err %v, JWKS fetches %d, want 2", err, fake.Hits(clerktest.OpJWKS))
+	}
+	c.now = c.now.Add(2 * time.Hour)
+	fake.FailNext(clerktest.OpJWKS, clerktest.Failure{Status: 503})
+	if err := verify("user_4"); err != nil {
+		t.Fatalf("Clerk down at refresh: %v; the held keys should still verify", err)
+	}
+}
