@@ -30,18 +30,23 @@ type Options struct {
 	Retry    Retry
 	Progress *Progress // nil: no progress output
 	Log      *slog.Logger
+	// Sleep waits between retries; nil sleeps (tests record the waits).
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// Retry bounds how a failing Clerk call is retried: 429 waits Retry-After,
-// a 5xx or a network error waits an exponential backoff.
+// Retry bounds how a failing Clerk call is retried: 429 waits as long as
+// Retry-After says, a 5xx or a network error waits an exponential backoff.
 type Retry struct {
 	Attempts int           // calls in all, including the first
 	Base     time.Duration // first backoff, doubled each time
-	MaxWait  time.Duration // cap on any one wait, Retry-After included
+	MaxWait  time.Duration // cap on one backoff (not on Retry-After)
 }
 
 // DefaultRetry is what usersync backfill uses.
 var DefaultRetry = Retry{Attempts: 6, Base: 500 * time.Millisecond, MaxWait: 60 * time.Second}
+
+// maxRetryAfter caps a Retry-After, so a wrong header cannot stall a run for hours.
+const maxRetryAfter = 10 * time.Minute
 
 // Summary is what a run did (or, with DryRun, would do).
 type Summary struct {
@@ -245,17 +250,26 @@ func (r *runner) withRetry(ctx context.Context, op string, fn func() error) erro
 		if err == nil || !clerkapi.Retryable(err) || attempt >= policy.Attempts {
 			return err
 		}
-		delay := wait
+		delay := min(wait, policy.MaxWait)
 		if ra := clerkapi.RetryAfter(err); ra > 0 {
-			delay = ra
+			delay = min(ra, maxRetryAfter)
 		}
-		delay = min(delay, policy.MaxWait)
 		r.opts.Log.Warn("Clerk call failed, retrying", "op", op, "attempt", attempt, "wait", delay.String(), "err", err)
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := r.sleep(ctx, delay); err != nil {
+			return err
 		}
 		wait *= 2
+	}
+}
+
+func (r *runner) sleep(ctx context.Context, d time.Duration) error {
+	if r.opts.Sleep != nil {
+		return r.opts.Sleep(ctx, d)
+	}
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -165,9 +165,11 @@ func TestBackfillRateLimitedPagesComplete(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
 		fake, users := seedClerk(t, 1100)
 		ok := clerktest.Failure{}
-		limited := clerktest.Failure{Status: 429, RetryAfter: "1"}
+		limited := clerktest.Failure{Status: 429, RetryAfter: "90"} // longer than any backoff cap
 		fake.FailNext(clerktest.OpListUsers, limited, ok, limited, limited, ok)
-		sum, err := run(t, db, fake, backfill.Options{})
+		var waits []time.Duration
+		sleep := func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+		sum, err := run(t, db, fake, backfill.Options{Sleep: sleep})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,6 +178,9 @@ func TestBackfillRateLimitedPagesComplete(t *testing.T) {
 		}
 		if n := fake.Hits(clerktest.OpListUsers); n != 6 {
 			t.Errorf("list requests = %d, want 3 pages + 3 retries", n)
+		}
+		if diff := cmp.Diff([]time.Duration{90 * time.Second, 90 * time.Second, 90 * time.Second}, waits); diff != "" {
+			t.Errorf("waits (-Retry-After +waited):\n%s", diff)
 		}
 		wantTableEqualsClerk(t, db, users, nil)
 	})

@@ -173,14 +173,17 @@ func classify(err error, op string) error {
 	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
 }
 
-// retryAfter reads a Retry-After of whole seconds.
+// retryAfter reads Retry-After: whole seconds, or an HTTP date.
 func retryAfter(resp *clerk.APIResponse) time.Duration {
 	if resp == nil {
 		return 0
 	}
-	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
-	if err != nil || secs < 0 {
-		return 0
+	v := resp.Header.Get("Retry-After")
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
 	}
-	return time.Duration(secs) * time.Second
+	if at, err := http.ParseTime(v); err == nil {
+		return max(0, time.Until(at))
+	}
+	return 0
 }

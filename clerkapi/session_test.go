@@ -3,6 +3,7 @@ package clerkapi_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -68,5 +69,20 @@ func TestJWKSRefreshedAfterTTL(t *testing.T) {
 	fake.FailNext(clerktest.OpJWKS, clerktest.Failure{Status: 503})
 	if err := verify("user_4"); err != nil {
 		t.Fatalf("Clerk down at refresh: %v; the held keys should still verify", err)
+	}
+}
+
+// Retry-After is read in both of its forms: seconds and an HTTP date.
+func TestRetryAfterForms(t *testing.T) {
+	fake := clerktest.New(t)
+	client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, nil)
+	at := time.Now().Add(42 * time.Second).UTC().Format(http.TimeFormat)
+	for header, want := range map[string]time.Duration{"7": 7 * time.Second, at: 42 * time.Second} {
+		fake.FailNext(clerktest.OpListUsers, clerktest.Failure{Status: 429, RetryAfter: header})
+		_, err := client.ListUsers(context.Background(), 0, 10)
+		got := clerkapi.RetryAfter(err)
+		if !errors.Is(err, clerkapi.ErrRateLimited) || got < want-2*time.Second || got > want {
+			t.Errorf("Retry-After %q: wait %s (err %v), want about %s", header, got, err, want)
+		}
 	}
 }
