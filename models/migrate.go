@@ -31,14 +31,39 @@ var columnTypes = map[Dialect]*strings.Replacer{
 // order, each in its own transaction. On Postgres an advisory lock keeps
 // replicas that start together from migrating at the same time.
 func Migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
-	sqlDB, err := db.DB()
+	provider, err := newProvider(db, log)
 	if err != nil {
 		return err
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, r := range results {
+		log.Info("migration applied", "version", r.Source.Version, "duration", r.Duration.String())
+	}
+	return nil
+}
+
+// MigrationsPending reports whether Migrate has work to do, without doing
+// it (for commands that must not write, such as a dry run).
+func MigrationsPending(ctx context.Context, db *gorm.DB) (bool, error) {
+	provider, err := newProvider(db, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return false, err
+	}
+	return provider.HasPending(ctx)
+}
+
+func newProvider(db *gorm.DB, log *slog.Logger) (*goose.Provider, error) {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
 	}
 	dialect := DialectOf(db)
 	migrations, err := loadMigrations(dialect)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts := []goose.ProviderOption{
 		goose.WithDisableGlobalRegistry(true),
@@ -50,22 +75,15 @@ func Migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 		gooseDialect = goose.DialectPostgres
 		locker, err := lock.NewPostgresSessionLocker()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
 	provider, err := goose.NewProvider(gooseDialect, sqlDB, nil, opts...)
 	if err != nil {
-		return fmt.Errorf("prepare migrations: %w", err)
+		return nil, fmt.Errorf("prepare migrations: %w", err)
 	}
-	results, err := provider.Up(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	for _, r := range results {
-		log.Info("migration applied", "version", r.Source.Version, "duration", r.Duration)
-	}
-	return nil
+	return provider, nil
 }
 
 // loadMigrations reads NNNN_name.sql files and turns each into a goose

@@ -6,14 +6,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"gorm.io/gorm"
 
 	"github.com/usersync/usersync/backfill"
 	"github.com/usersync/usersync/clerkapi"
+	"github.com/usersync/usersync/config"
 	"github.com/usersync/usersync/models"
 )
 
@@ -45,7 +48,11 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	if cfg.ClerkSecretKey == "" {
 		return usageError{errors.New("CLERK_SECRET_KEY: required by backfill")}
 	}
-	db, err := openDB(ctx, cfg, log)
+	open := openDB
+	if *dryRun {
+		open = openExisting
+	}
+	db, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -87,4 +94,26 @@ func printSummary(w io.Writer, s backfill.Summary, dryRun bool) {
 		fmt.Fprintf(tw, "  %s\t%v\t\n", row.name, row.value)
 	}
 	tw.Flush()
+}
+
+// openExisting opens a database that must already hold the current schema:
+// a dry run creates no file and applies no migration.
+func openExisting(ctx context.Context, cfg config.Config, _ *slog.Logger) (*gorm.DB, error) {
+	if path := cfg.Database.SQLitePath(); path != "" {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("no database at %s: run usersync migrate (or a backfill without --dry-run) first", path)
+		}
+	}
+	db, err := models.Open(ctx, cfg.Database.Dialect, cfg.Database.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if pending, err := models.MigrationsPending(ctx, db); err != nil || pending {
+		models.Close(db)
+		if err == nil {
+			err = errors.New("the database schema is not current: run usersync migrate first")
+		}
+		return nil, err
+	}
+	return db, nil
 }

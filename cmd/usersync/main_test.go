@@ -210,6 +210,20 @@ func TestBackfillCommand(t *testing.T) {
 				env["DATABASE_URL"] = "file:" + dsn
 			}
 			var out bytes.Buffer
+			// A dry run on a database without the schema refuses, and creates nothing.
+			err := run(context.Background(), []string{"backfill", "--dry-run"}, envOf(env), &out, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), "migrate") {
+				t.Fatalf("dry run on an empty database: err = %v, want a pointer to migrate", err)
+			}
+			if d == models.SQLite {
+				if _, err := os.Stat(dsn); !os.IsNotExist(err) {
+					t.Fatalf("dry run created %s: %v", dsn, err)
+				}
+			}
+			if err := run(context.Background(), []string{"migrate"}, envOf(env), &out, &bytes.Buffer{}); err != nil {
+				t.Fatal(err)
+			}
+			out.Reset()
 			if err := run(context.Background(), []string{"backfill", "--page-size", "3", "--dry-run"}, envOf(env), &out, &bytes.Buffer{}); err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +250,7 @@ func TestBackfillCommand(t *testing.T) {
 
 			// A user Clerk cannot map makes the run exit non-zero.
 			fake.PutUser(map[string]any{"id": "user_bad", "updated_at": "x"})
-			err := run(context.Background(), []string{"backfill"}, envOf(env), &out, &bytes.Buffer{})
+			err = run(context.Background(), []string{"backfill"}, envOf(env), &out, &bytes.Buffer{})
 			var u usageError
 			if err == nil || errors.As(err, &u) || !strings.Contains(err.Error(), "1 users failed") {
 				t.Errorf("err = %v, want a runtime failure naming 1 failed user", err)
