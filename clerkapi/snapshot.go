@@ -137,7 +137,7 @@ var unstorable = regexp.MustCompile(`(?i)\\u(0000|d[89a-f])`)
 // Postgres refuses, re-encoded without NUL characters (lone surrogates
 // become U+FFFD).
 func storable(raw []byte) []byte {
-	if !unstorable.Match(raw) {
+	if !bytes.Contains(raw, []byte(`\u`)) || !unstorable.Match(raw) {
 		return raw
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
