@@ -57,7 +57,8 @@ type Deps struct {
 	// rate.Inf means no limit.
 	SyncRate  rate.Limit
 	SyncBurst int
-	// Metrics receives the counters; nil gets a registry of its own.
+	// Metrics receives the counters; nil gets a registry of its own. A nil
+	// Log discards.
 	Metrics *metrics.Metrics
 }
 
@@ -72,6 +73,9 @@ type server struct {
 func New(d Deps) *echo.Echo {
 	if d.Metrics == nil {
 		d.Metrics = metrics.New("dev")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
 	}
 	if d.SyncRate == 0 {
 		d.SyncRate, d.SyncBurst = rate.Every(syncRefill), syncBurst
