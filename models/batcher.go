@@ -99,7 +99,16 @@ func (b *Batcher) process(batch []*pending) {
 	for i, p := range batch {
 		evs[i] = p.ev
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	// The batch gives up with its most impatient caller, so it rarely
+	// commits an event whose caller was already answered 503 (and when it
+	// does, the redelivery is answered "duplicate").
+	deadline := time.Now().Add(b.timeout)
+	for _, p := range batch {
+		if d, ok := p.ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	res, err := ProcessEvents(ctx, b.db, evs)
 	if err != nil && len(batch) > 1 && ctx.Err() == nil {
