@@ -21,7 +21,7 @@ var (
 	// ErrUserNotFound means Clerk answered 404 for the user.
 	ErrUserNotFound = errors.New("user not found in Clerk")
 	// ErrUnavailable means Clerk could not be reached or answered an error.
-	ErrUnavailable = errors.New("Clerk Backend API unavailable")
+	ErrUnavailable = errors.New("the Clerk Backend API is unavailable")
 	// ErrRateLimited means Clerk answered 429; it wraps ErrUnavailable.
 	ErrRateLimited = fmt.Errorf("%w: rate limited", ErrUnavailable)
 	// ErrRejected means Clerk refused the request itself (a 4xx such as an
