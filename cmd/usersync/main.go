@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/joho/godotenv"
@@ -23,7 +24,8 @@ func main() {
 		err = run(ctx, os.Args[1:], getenv, os.Stdout, os.Stderr)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "usersync:", err)
+		// One line, whatever the error: drivers wrap theirs over several.
+		fmt.Fprintln(os.Stderr, "usersync:", strings.Join(strings.Fields(err.Error()), " "))
 		var u usageError
 		if errors.As(err, &u) {
 			os.Exit(2)

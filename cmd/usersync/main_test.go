@@ -103,6 +103,11 @@ func TestServeAndWebhookSend(t *testing.T) {
 			if strings.Contains(serveLog.String(), "whsec_") {
 				t.Error("serve logged the signing secret")
 			}
+			for _, says := range []string{"CLERK_WEBHOOK_SIGNING_SECRET is not set", "dev_secret_file", "CLERK_SECRET_KEY is not set"} {
+				if !strings.Contains(serveLog.String(), says) {
+					t.Errorf("serve's log does not say %q:\n%s", says, serveLog.String())
+				}
+			}
 
 			db := modelstest.Open(t, d, dsn)
 			u, err := models.FindUser(context.Background(), db, sampleUserID)

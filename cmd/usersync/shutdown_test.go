@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -127,4 +128,54 @@ func sendEvent(t *testing.T, url, msgID, userID string, updatedAt int64) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// Bad configuration exits 2 with one line naming the variable; a runtime
+// failure exits 1.
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		args, env string
+		code      int
+		stderrHas string
+	}{
+		{"migrate", "PORT=http", 2, "usersync: PORT: "},
+		{"serve --bogus", "", 2, "-bogus"},
+		{"migrate", "DATABASE_URL=postgres://nobody@127.0.0.1:1/none?connect_timeout=2", 1, "usersync: "},
+	} {
+		cmd := exec.Command(os.Args[0])
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), "USERSYNC_TEST_MAIN_ARGS="+tc.args, "LOG_LEVEL=error")
+		if tc.env != "" {
+			cmd.Env = append(cmd.Env, tc.env)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if exit, ok := err.(*exec.ExitError); ok {
+			code = exit.ExitCode()
+		}
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		last := lines[len(lines)-1]
+		if code != tc.code || !strings.Contains(last, tc.stderrHas) {
+			t.Errorf("usersync %s (%s): exit %d, last line %q; want exit %d and %q", tc.args, tc.env, code, last, tc.code, tc.stderrHas)
+		}
+	}
+}
+
+// .env fills in what the environment does not set; the environment wins.
+func TestDotenv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".env")
+	os.WriteFile(path, []byte("PORT=9999\nLOG_LEVEL=debug\n# a comment\n"), 0o600)
+	t.Setenv("LOG_LEVEL", "warn")
+	getenv, err := envWithDotenv(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if getenv("PORT") != "9999" || getenv("LOG_LEVEL") != "warn" || getenv("NOPE") != "" {
+		t.Errorf("PORT=%q LOG_LEVEL=%q", getenv("PORT"), getenv("LOG_LEVEL"))
+	}
+	if _, err := envWithDotenv(filepath.Join(t.TempDir(), "missing")); err != nil {
+		t.Errorf("a missing .env is fine, got %v", err)
+	}
 }
