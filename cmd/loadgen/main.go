@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&opts.Concurrency, "c", 32, "concurrent workers")
 	fs.DurationVar(&opts.Duration, "d", 10*time.Second, "how long to fire")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load tool itself to this file")
 	var target func() (request, error)
 	switch args[0] {
 	case "webhooks":
@@ -74,6 +76,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	next, err := target()
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep := fire(ctx, opts, next)
 	if *asJSON {
