@@ -71,8 +71,6 @@ type Database struct {
 	Dialect models.Dialect
 	// DSN is the Postgres URL, or the SQLite file path.
 	DSN string
-	// Embedded is true when DATABASE_URL was not set and the default file is used.
-	Embedded bool
 }
 
 // SQLitePath is the database file for SQLite, "" for Postgres.
@@ -134,7 +132,7 @@ func (p *parser) database(name string) Database {
 	v := strings.TrimSpace(p.getenv(name))
 	switch {
 	case v == "":
-		return Database{Dialect: models.SQLite, DSN: DefaultSQLitePath, Embedded: true}
+		return Database{Dialect: models.SQLite, DSN: DefaultSQLitePath}
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
 		return Database{Dialect: models.Postgres, DSN: v}
 	case strings.HasPrefix(v, "sqlite://"):

@@ -39,7 +39,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		Database:      config.Database{Dialect: models.SQLite, DSN: "usersync.db", Embedded: true},
+		Database:      config.Database{Dialect: models.SQLite, DSN: "usersync.db"},
 		Port:          8080,
 		ClerkAPIURL:   "https://api.clerk.com",
 		SyncFreshness: 5 * time.Minute,

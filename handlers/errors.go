@@ -30,6 +30,12 @@ func fail(status int, message string, cause error) error {
 	return &apiError{status: status, message: message, cause: cause}
 }
 
+// dbUnavailable is the answer to any database failure: 503, so Svix and
+// clients retry; the cause is logged, never sent.
+func dbUnavailable(cause error) error {
+	return fail(http.StatusServiceUnavailable, "database unavailable, retry later", cause)
+}
+
 // handleError is Echo's HTTPErrorHandler: every error becomes
 // {"error": message} with its status here and nowhere else.
 func (s *server) handleError(err error, c echo.Context) {

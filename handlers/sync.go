@@ -167,7 +167,7 @@ func (s *server) findUser(ctx context.Context, id string) (models.User, error) {
 	defer cancel()
 	u, err := models.FindProfile(ctx, s.DB, id)
 	if err != nil && !errors.Is(err, models.ErrNotFound) {
-		return u, fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)
+		return u, dbUnavailable(err)
 	}
 	return u, err
 }
@@ -181,7 +181,7 @@ func (s *server) applySnapshot(ctx context.Context, snap models.Snapshot) (model
 	}
 	switch {
 	case err != nil:
-		return "", fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)
+		return "", dbUnavailable(err)
 	case outcome == models.Gone:
 		return "", errGone
 	}

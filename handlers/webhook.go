@@ -91,7 +91,7 @@ func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResul
 	defer cancel()
 	res, err := s.events.Submit(ctx, ev)
 	if err != nil {
-		return ev, res, "error", fail(http.StatusServiceUnavailable, "database unavailable, retry later", err)
+		return ev, res, "error", dbUnavailable(err)
 	}
 	return ev, res, string(res.Outcome), nil
 }

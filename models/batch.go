@@ -88,9 +88,18 @@ func applyChunk(tx *gorm.DB, snaps []Snapshot, src Source, at time.Time) ([]Outc
 		}
 		apply = append(apply, i)
 	}
-	written, err := upsertMany(tx, norm, apply, byID, src, at)
+	toWrite := make([]Snapshot, len(apply))
+	existed := make(map[string]bool, len(apply))
+	for j, i := range apply {
+		toWrite[j] = norm[i]
+		existed[norm[i].ID] = byID[norm[i].ID] != nil
+	}
+	written, err := upsertMany(tx, toWrite, existed, src, at)
 	if err != nil {
 		return nil, err
+	}
+	if len(written) != len(apply) {
+		return nil, errRaced // a row appeared after our read; run the chunk again
 	}
 	for _, i := range apply {
 		out[i] = written[norm[i].ID]
@@ -142,29 +151,28 @@ func lockChunk(tx *gorm.DB, snaps []Snapshot) (byID, byEmail map[string]*User, e
 	return byID, byEmail, nil
 }
 
-// upsertMany writes the chosen snapshots with multi-row upserts (one for
-// those that name a tier and one for those that do not: rule 4 differs)
-// and returns what each did.
-func upsertMany(tx *gorm.DB, snaps []Snapshot, idx []int, existed map[string]*User, src Source, at time.Time) (map[string]Outcome, error) {
-	written := make(map[string]Outcome, len(idx))
-	for _, withTier := range []bool{false, true} {
-		var rows []User
-		had := map[string]bool{}
-		for _, i := range idx {
-			if (snaps[i].Tier != "") == withTier {
-				rows = append(rows, snaps[i].row(snaps[i].Email, src, at))
-				had[snaps[i].ID] = existed[snaps[i].ID] != nil
-			}
+// upsertMany writes snapshots (already normalized) with multi-row upserts,
+// one for those that name a tier and one for those that do not (rule 4
+// differs), and returns what each written row underwent; rows not written
+// are absent. existed says which rows a locking read found (SQLite needs
+// it; on Postgres the statement reports it and existed may be nil).
+func upsertMany(tx *gorm.DB, snaps []Snapshot, existed map[string]bool, src Source, at time.Time) (map[string]Outcome, error) {
+	var groups [2][]User // without a tier, with one
+	for _, s := range snaps {
+		g := 0
+		if s.Tier != "" {
+			g = 1
 		}
+		groups[g] = append(groups[g], s.row(s.Email, src, at))
+	}
+	written := make(map[string]Outcome, len(snaps))
+	for g, rows := range groups {
 		if len(rows) == 0 {
 			continue
 		}
-		w, err := upsertRows(tx, rows, withTier, had)
+		w, err := upsertRows(tx, rows, g == 1, existed)
 		if err != nil {
 			return nil, err
-		}
-		if len(w) != len(rows) {
-			return nil, errRaced // a row appeared after our read; run the chunk again
 		}
 		maps.Copy(written, w)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 
@@ -198,29 +197,17 @@ func independentUpserts(evs []Event, todo []int) bool {
 // index, and ProcessEvents runs the batch again with the full rules.
 func upsertFast(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at time.Time) error {
 	snaps := make(map[string]Snapshot, len(todo))
-	var rows [2][]User // without, with a tier
+	var list []Snapshot
 	for _, i := range todo {
-		if evs[i].Kind != EventUpsert {
-			continue
+		if evs[i].Kind == EventUpsert {
+			s := evs[i].Snapshot.normalized()
+			snaps[s.ID] = s
+			list = append(list, s)
 		}
-		s := evs[i].Snapshot.normalized()
-		snaps[s.ID] = s
-		group := 0
-		if s.Tier != "" {
-			group = 1
-		}
-		rows[group] = append(rows[group], s.row(s.Email, SourceWebhook, at))
 	}
-	written := make(map[string]Outcome, len(snaps))
-	for group, batch := range rows {
-		if len(batch) == 0 {
-			continue
-		}
-		w, err := upsertRows(tx, batch, group == 1, nil)
-		if err != nil {
-			return err
-		}
-		maps.Copy(written, w)
+	written, err := upsertMany(tx, list, nil, SourceWebhook, at)
+	if err != nil {
+		return err
 	}
 	var missing []string
 	for id := range snaps {
