@@ -279,3 +279,18 @@ func TestDescribeDatabaseHidesPasswords(t *testing.T) {
 		}
 	}
 }
+
+// LOG_FORMAT picks JSON (the default) or text lines, and the start-up
+// configuration line masks the secrets it describes.
+func TestLogFormat(t *testing.T) {
+	for format, want := range map[string]string{"": `"msg":"configuration"`, "json": `"msg":"configuration"`, "text": "msg=configuration"} {
+		var out bytes.Buffer
+		env := map[string]string{"LOG_FORMAT": format, "CLERK_SECRET_KEY": "sk_live_secretvalue"}
+		if _, _, err := setup(envOf(env), &out); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), want) || strings.Contains(out.String(), "secretvalue") {
+			t.Errorf("LOG_FORMAT=%q logged %q", format, out.String())
+		}
+	}
+}
