@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/usersync/usersync/models"
 )
@@ -23,11 +26,12 @@ const (
 	DefaultPort          = 8080
 	DefaultClerkAPIURL   = "https://api.clerk.com"
 	DefaultSyncFreshness = 5 * time.Minute
+	DefaultMaxConns      = 10
 )
 
 // Variables are every environment variable Load reads.
 var Variables = []string{
-	"DATABASE_URL", "PORT", "CLERK_SECRET_KEY", "CLERK_API_URL", "CLERK_JWT_KEY",
+	"DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_MAX_CONNS", "PORT", "CLERK_SECRET_KEY", "CLERK_API_URL", "CLERK_JWT_KEY",
 	"CLERK_AUTHORIZED_PARTIES", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_WEBHOOK_SECRET",
 	"SYNC_FRESHNESS", "SYNC_RATE_LIMIT", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
 }
@@ -71,6 +75,19 @@ type Database struct {
 	Dialect models.Dialect
 	// DSN is the Postgres URL, or the SQLite file path.
 	DSN string
+	// MigrateDSN is DATABASE_URL_UNPOOLED: a direct connection to the same
+	// Postgres database for migrations; empty means migrate through DSN.
+	MigrateDSN string
+	// MaxConns bounds the connections one process opens (Postgres).
+	MaxConns int
+}
+
+// MigrationDSN is where migrations run: the unpooled URL when there is one.
+func (d Database) MigrationDSN() string {
+	if d.MigrateDSN != "" {
+		return d.MigrateDSN
+	}
+	return d.DSN
 }
 
 // SQLitePath is the database file for SQLite, "" for Postgres.
@@ -86,7 +103,7 @@ func (d Database) SQLitePath() string {
 func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	c := Config{
-		Database:          p.database("DATABASE_URL"),
+		Database:          p.database(),
 		Port:              p.port("PORT"),
 		ClerkSecretKey:    getenv("CLERK_SECRET_KEY"),
 		ClerkAPIURL:       p.baseURL("CLERK_API_URL", DefaultClerkAPIURL),
@@ -128,20 +145,70 @@ func (p *parser) fail(name, format string, args ...any) {
 	p.errs = append(p.errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
 }
 
-func (p *parser) database(name string) Database {
+// database reads DATABASE_URL, DATABASE_URL_UNPOOLED and DATABASE_MAX_CONNS.
+func (p *parser) database() Database {
+	d := p.databaseURL("DATABASE_URL")
+	d.MaxConns = p.positiveInt("DATABASE_MAX_CONNS", DefaultMaxConns)
+	if strings.TrimSpace(p.getenv("DATABASE_URL_UNPOOLED")) == "" {
+		return d
+	}
+	switch direct := p.databaseURL("DATABASE_URL_UNPOOLED"); {
+	case direct.Dialect == "": // reported by databaseURL
+	case direct.Dialect != models.Postgres:
+		p.fail("DATABASE_URL_UNPOOLED", "must be a postgres:// URL (a direct connection for migrations)")
+	case d.Dialect == models.SQLite:
+		p.fail("DATABASE_URL_UNPOOLED", "is set but DATABASE_URL is not a Postgres URL")
+	default:
+		d.MigrateDSN = direct.DSN
+	}
+	return d
+}
+
+// databaseURL reads a database location: a Postgres URL, a sqlite:// or
+// file: URL, or a bare file path (the default, usersync.db, is one).
+func (p *parser) databaseURL(name string) Database {
 	v := strings.TrimSpace(p.getenv(name))
 	switch {
 	case v == "":
 		return Database{Dialect: models.SQLite, DSN: DefaultSQLitePath}
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
+		if _, err := url.Parse(v); err != nil {
+			p.fail(name, "%s is not a valid URL: %v", MaskURL(v), unwrapURLError(err))
+			return Database{}
+		}
+		if _, err := pgconn.ParseConfig(v); err != nil {
+			p.fail(name, "%s is not a valid Postgres URL", MaskURL(v))
+			return Database{}
+		}
 		return Database{Dialect: models.Postgres, DSN: v}
 	case strings.HasPrefix(v, "sqlite://"):
 		return p.sqlitePath(name, strings.TrimPrefix(v, "sqlite://"))
 	case strings.HasPrefix(v, "file:"):
 		return p.sqlitePath(name, strings.TrimPrefix(v, "file:"))
+	case strings.Contains(v, "://"), strings.Contains(v, "="):
+		p.fail(name, "unsupported database URL; use postgres://…, postgresql://…, sqlite://PATH, file:PATH or a file path")
+		return Database{}
 	}
-	p.fail(name, "unsupported database URL; use postgres://…, postgresql://…, sqlite://PATH or file:PATH")
-	return Database{}
+	return Database{Dialect: models.SQLite, DSN: v} // a bare path such as usersync.db
+}
+
+// MaskURL hides the password of a URL, even one that does not parse.
+func MaskURL(v string) string {
+	if u, err := url.Parse(v); err == nil {
+		return u.Redacted()
+	}
+	return userinfoPassword.ReplaceAllString(v, "${1}xxxxx@")
+}
+
+var userinfoPassword = regexp.MustCompile(`(://[^:/@]*:)[^@/]*@`)
+
+// unwrapURLError drops the URL that url.Parse repeats in its error.
+func unwrapURLError(err error) error {
+	var u *url.Error
+	if errors.As(err, &u) {
+		return u.Err
+	}
+	return err
 }
 
 func (p *parser) sqlitePath(name, path string) Database {
@@ -159,6 +226,19 @@ func (p *parser) port(name string) int {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 65535 {
 		p.fail(name, "%q is not a TCP port (1-65535)", v)
+	}
+	return n
+}
+
+func (p *parser) positiveInt(name string, def int) int {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		p.fail(name, "%q is not a positive whole number", v)
+		return def
 	}
 	return n
 }

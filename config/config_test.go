@@ -39,7 +39,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		Database:      config.Database{Dialect: models.SQLite, DSN: "usersync.db"},
+		Database:      config.Database{Dialect: models.SQLite, DSN: "usersync.db", MaxConns: 10},
 		Port:          8080,
 		ClerkAPIURL:   "https://api.clerk.com",
 		SyncFreshness: 5 * time.Minute,
@@ -55,6 +55,8 @@ func TestLoadDefaults(t *testing.T) {
 func TestLoadValues(t *testing.T) {
 	got, err := load(map[string]string{
 		"DATABASE_URL":                 "postgresql://u@db.neon.tech/app?sslmode=require",
+		"DATABASE_URL_UNPOOLED":        "postgresql://u@db.neon.tech/app?sslmode=require&application_name=migrate",
+		"DATABASE_MAX_CONNS":           "4",
 		"PORT":                         "9000",
 		"CLERK_SECRET_KEY":             "sk_test_x",
 		"CLERK_API_URL":                "http://127.0.0.1:9999/",
@@ -71,7 +73,8 @@ func TestLoadValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		Database:           config.Database{Dialect: models.Postgres, DSN: "postgresql://u@db.neon.tech/app?sslmode=require"},
+		Database: config.Database{Dialect: models.Postgres, DSN: "postgresql://u@db.neon.tech/app?sslmode=require",
+			MigrateDSN: "postgresql://u@db.neon.tech/app?sslmode=require&application_name=migrate", MaxConns: 4},
 		Port:               9000,
 		ClerkSecretKey:     "sk_test_x",
 		ClerkAPIURL:        "http://127.0.0.1:9999",
@@ -98,8 +101,16 @@ func TestLoadSmallCases(t *testing.T) {
 	}{
 		{"sqlite URL", map[string]string{"DATABASE_URL": "sqlite:///var/lib/u.db"},
 			func(c config.Config) bool {
-				return c.Database == config.Database{Dialect: models.SQLite, DSN: "/var/lib/u.db"}
+				return c.Database == config.Database{Dialect: models.SQLite, DSN: "/var/lib/u.db", MaxConns: 10}
 			}},
+		{"bare path, as the default value reads", map[string]string{"DATABASE_URL": "usersync.db"},
+			func(c config.Config) bool { return c.Database.SQLitePath() == "usersync.db" }},
+		{"bare absolute path", map[string]string{"DATABASE_URL": "/srv/data/users.db"},
+			func(c config.Config) bool { return c.Database.SQLitePath() == "/srv/data/users.db" }},
+		{"migrations use the unpooled URL", map[string]string{"DATABASE_URL": "postgres://x@h-pooler/db", "DATABASE_URL_UNPOOLED": "postgres://x@h/db"},
+			func(c config.Config) bool { return c.Database.MigrationDSN() == "postgres://x@h/db" }},
+		{"migrations use DATABASE_URL without an unpooled one", map[string]string{"DATABASE_URL": "postgres://x@h/db"},
+			func(c config.Config) bool { return c.Database.MigrationDSN() == "postgres://x@h/db" }},
 		{"file URL", map[string]string{"DATABASE_URL": "file:data/u.db"},
 			func(c config.Config) bool { return c.Database.SQLitePath() == "data/u.db" }},
 		{"postgres URL", map[string]string{"DATABASE_URL": "postgres://x@h/db"},
@@ -139,6 +150,13 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	}{
 		{map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL: unsupported database URL"},
 		{map[string]string{"DATABASE_URL": "sqlite://"}, "DATABASE_URL: SQLite URL names no file"},
+		{map[string]string{"DATABASE_URL": "postgres://%zz"}, `DATABASE_URL: postgres://%zz is not a valid URL: invalid URL escape "%zz"`},
+		{map[string]string{"DATABASE_URL": "postgres://u:s3cret@h:99999/db"}, "DATABASE_URL: postgres://u:xxxxx@h:99999/db is not a valid Postgres URL"},
+		{map[string]string{"DATABASE_URL": "host=db user=app"}, "DATABASE_URL: unsupported database URL"},
+		{map[string]string{"DATABASE_URL_UNPOOLED": "postgres://x@h/db"}, "DATABASE_URL_UNPOOLED: is set but DATABASE_URL is not a Postgres URL"},
+		{map[string]string{"DATABASE_URL": "postgres://x@h/db", "DATABASE_URL_UNPOOLED": "db.sqlite"}, "DATABASE_URL_UNPOOLED: must be a postgres:// URL"},
+		{map[string]string{"DATABASE_MAX_CONNS": "0"}, `DATABASE_MAX_CONNS: "0" is not a positive whole number`},
+		{map[string]string{"DATABASE_MAX_CONNS": "ten"}, `DATABASE_MAX_CONNS: "ten" is not a positive whole number`},
 		{map[string]string{"PORT": "http"}, `PORT: "http" is not a TCP port`},
 		{map[string]string{"PORT": "70000"}, `PORT: "70000" is not a TCP port`},
 		{map[string]string{"CLERK_API_URL": "api.clerk.com"}, "CLERK_API_URL:"},

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -28,12 +29,20 @@ var columnTypes = map[Dialect]*strings.Replacer{
 }
 
 // Migrate applies every pending migration in models/migrations, in version
-// order, each in its own transaction. On Postgres an advisory lock keeps
-// replicas that start together from migrating at the same time.
+// order, each in its own transaction. On Postgres a lock row in goose_lock
+// keeps replicas that start together from migrating at the same time. It is
+// a table row, not a session advisory lock, because through a
+// transaction-mode pooler a session lock is taken on one server connection
+// and released (or leaked) on another; a holder that dies loses it when its
+// lease runs out. With nothing pending no lock is taken, so a runtime role
+// that may only read goose_db_version can start.
 func Migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 	provider, err := newProvider(db, log)
 	if err != nil {
 		return err
+	}
+	if pending, err := provider.HasPending(ctx); err == nil && !pending {
+		return nil
 	}
 	results, err := provider.Up(ctx)
 	if err != nil {
@@ -73,11 +82,14 @@ func newProvider(db *gorm.DB, log *slog.Logger) (*goose.Provider, error) {
 	gooseDialect := goose.DialectSQLite3
 	if dialect == Postgres {
 		gooseDialect = goose.DialectPostgres
-		locker, err := lock.NewPostgresSessionLocker()
+		locker, err := lock.NewPostgresTableLocker(
+			lock.WithTableLockTimeout(time.Second, 300), // a waiting replica checks every second, for 5 min
+			lock.WithTableLogger(log),
+		)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, goose.WithSessionLocker(locker))
+		opts = append(opts, goose.WithLocker(locker))
 	}
 	provider, err := goose.NewProvider(gooseDialect, sqlDB, nil, opts...)
 	if err != nil {

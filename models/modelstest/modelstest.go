@@ -78,6 +78,33 @@ func PostgresURL(t testing.TB) string {
 	return u
 }
 
+// PooledDSN creates an empty Postgres database, like NewDSN, and returns its
+// URL through the transaction-mode pooler at TEST_PGBOUNCER_URL (a
+// postgres://user@host:port URL that passes database names through, as
+// .ci/pgbouncer.sh starts one). Without it the test is skipped, except
+// under CI=true, where it fails.
+func PooledDSN(t testing.TB) string {
+	t.Helper()
+	pooler := os.Getenv("TEST_PGBOUNCER_URL")
+	if pooler == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TEST_PGBOUNCER_URL is not set, and CI=true: pooler tests must run in CI")
+		}
+		t.Skip("pooler test skipped: run .ci/pgbouncer.sh start and set TEST_PGBOUNCER_URL to the URL it prints")
+	}
+	direct, err := url.Parse(newPostgresDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(pooler)
+	if err != nil {
+		t.Fatalf("TEST_PGBOUNCER_URL: %v", err)
+	}
+	u.Path = direct.Path
+	u.RawQuery = "sslmode=disable"
+	return u.String()
+}
+
 var (
 	adminOnce sync.Once
 	admin     *gorm.DB

@@ -1,0 +1,77 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// requiredGrants are the table privileges the service's role needs at run
+// time: the upsert inserts and updates users (a deletion is an update to a
+// tombstone); webhook_events rows are inserted, their outcome updated, and
+// old ones deleted by retention.
+var requiredGrants = []struct{ table, privilege string }{
+	{"users", "SELECT"}, {"users", "INSERT"}, {"users", "UPDATE"},
+	{"webhook_events", "SELECT"}, {"webhook_events", "INSERT"},
+	{"webhook_events", "UPDATE"}, {"webhook_events", "DELETE"},
+}
+
+// RuntimeGrantsSQL is what a Postgres superuser runs to let a restricted role
+// (here "usersync_app") run the service once `usersync migrate` has made the
+// schema; kept beside requiredGrants so the documentation cannot drift.
+const RuntimeGrantsSQL = `GRANT SELECT, INSERT, UPDATE ON users TO usersync_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_events TO usersync_app;
+GRANT SELECT ON goose_db_version TO usersync_app;`
+
+// CheckAccess reports whether the connected role may read and write the
+// tables the service uses, naming every missing grant. A role that cannot
+// would answer every webhook 503 behind a green readiness probe. SQLite has
+// no roles; the file's writability shows at the first write.
+func CheckAccess(ctx context.Context, db *gorm.DB) error {
+	if DialectOf(db) != Postgres {
+		return Ping(ctx, db)
+	}
+	var role string
+	var missing, absent []string
+	rows, err := db.WithContext(ctx).Raw(`SELECT current_user, v.t, v.p, to_regclass(v.t) IS NULL
+		FROM (VALUES `+grantValues()+`) AS v(t, p)
+		WHERE CASE WHEN to_regclass(v.t) IS NULL THEN true
+			ELSE NOT has_table_privilege(current_user, v.t, v.p) END`).Rows()
+	if err != nil {
+		return fmt.Errorf("check table privileges: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, privilege string
+		var gone bool
+		if err := rows.Scan(&role, &table, &privilege, &gone); err != nil {
+			return err
+		}
+		if gone {
+			absent = append(absent, table)
+		} else {
+			missing = append(missing, privilege+" ON "+table)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("check table privileges: %w", err)
+	}
+	if len(absent) > 0 {
+		return fmt.Errorf("table %s does not exist (or is not on role %q's search_path): run usersync migrate",
+			absent[0], role)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("role %q lacks %s: GRANT it (see docs/hosted-postgres.md, Grants)", role, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func grantValues() string {
+	vals := make([]string, len(requiredGrants))
+	for i, g := range requiredGrants {
+		vals[i] = fmt.Sprintf("('%s', '%s')", g.table, g.privilege)
+	}
+	return strings.Join(vals, ", ")
+}
