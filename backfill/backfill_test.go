@@ -98,7 +98,7 @@ func wantTableEqualsClerk(t *testing.T, db *gorm.DB, users []map[string]any, tom
 }
 
 func TestBackfillImportsEverything(t *testing.T) {
-	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+	modelstest.EachWithPooler(t, func(t *testing.T, db *gorm.DB) {
 		fake, users := seedClerk(t, 2300)
 		tombstoned := map[string]bool{"user_00010": true, "user_01999": true}
 		for id := range tombstoned {

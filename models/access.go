@@ -36,7 +36,7 @@ func CheckAccess(ctx context.Context, db *gorm.DB) error {
 	var role string
 	var missing, absent []string
 	rows, err := db.WithContext(ctx).Raw(`SELECT current_user, v.t, v.p, to_regclass(v.t) IS NULL
-		FROM (VALUES `+grantValues()+`) AS v(t, p)
+		FROM (VALUES ` + grantValues() + `) AS v(t, p)
 		WHERE CASE WHEN to_regclass(v.t) IS NULL THEN true
 			ELSE NOT has_table_privilege(current_user, v.t, v.p) END`).Rows()
 	if err != nil {

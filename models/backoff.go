@@ -41,7 +41,9 @@ func newBackoffConnector(c driver.Connector, maxConns int, log *slog.Logger) *ba
 // errBackingOff wraps the last connection error while a retry waits.
 type errBackingOff struct{ last error }
 
-func (e errBackingOff) Error() string { return "database unreachable (retrying shortly): " + e.last.Error() }
+func (e errBackingOff) Error() string {
+	return "database unreachable (retrying shortly): " + e.last.Error()
+}
 func (e errBackingOff) Unwrap() error { return e.last }
 
 func (b *backoffConnector) Connect(ctx context.Context) (driver.Conn, error) {

@@ -79,7 +79,7 @@ func TestProcessEventOutcomes(t *testing.T) {
 // goroutines: the table ends at the newest snapshot per user, each svix id is
 // recorded once, and every delivery gets an answer.
 func TestProcessEventConcurrent(t *testing.T) {
-	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+	modelstest.EachWithPooler(t, func(t *testing.T, db *gorm.DB) {
 		const users, versions, copies, workers = 5, 40, 3, 24
 		var events []models.Event
 		want := map[string]int64{}
@@ -132,7 +132,7 @@ func TestProcessEventConcurrent(t *testing.T) {
 // Two users fight over one address from many goroutines: the live-email index
 // holds throughout and the newest claim owns the address at the end.
 func TestEmailContentionConcurrent(t *testing.T) {
-	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+	modelstest.EachWithPooler(t, func(t *testing.T, db *gorm.DB) {
 		var events []models.Event
 		for v := 1; v <= 60; v++ {
 			id := []string{"user_a", "user_b"}[v%2]

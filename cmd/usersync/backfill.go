@@ -98,13 +98,13 @@ func printSummary(w io.Writer, s backfill.Summary, dryRun bool) {
 
 // openExisting opens a database that must already hold the current schema:
 // a dry run creates no file and applies no migration.
-func openExisting(ctx context.Context, cfg config.Config, _ *slog.Logger) (*gorm.DB, error) {
+func openExisting(ctx context.Context, cfg config.Config, log *slog.Logger) (*gorm.DB, error) {
 	if path := cfg.Database.SQLitePath(); path != "" {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("no database at %s: run usersync migrate (or a backfill without --dry-run) first", path)
 		}
 	}
-	db, err := models.Open(ctx, cfg.Database.Dialect, cfg.Database.DSN)
+	db, err := connect(ctx, cfg.Database, cfg.Database.DSN, log)
 	if err != nil {
 		return nil, err
 	}

@@ -4,14 +4,14 @@ import (
 	"context"
 	"flag"
 	"io"
-
-	"github.com/usersync/usersync/models"
 )
 
 const migrateHelp = `Usage: usersync migrate
 
-Applies pending schema migrations to $DATABASE_URL and exits 0. serve does the
-same at start; run this first where the service's role may not change the schema.
+Applies pending schema migrations and exits 0: over $DATABASE_URL_UNPOOLED when
+it is set (a direct connection), else over $DATABASE_URL. serve does the same at
+start; run this first, as a role that owns the schema, where the service's own
+role may not change it. Instances started together migrate once: the others wait.
 `
 
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -22,10 +22,12 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg, log)
-	if err != nil {
+	if err := makeSQLiteDir(cfg.Database); err != nil {
+		return err
+	}
+	if err := migrateSchema(ctx, cfg, log); err != nil {
 		return err
 	}
 	log.Info("database is up to date")
-	return models.Close(db)
+	return nil
 }

@@ -11,13 +11,10 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
-	"os"
-	"path/filepath"
 	"runtime/debug"
 	"time"
 
 	"golang.org/x/time/rate"
-	"gorm.io/gorm"
 
 	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/config"
@@ -173,24 +170,6 @@ func describeDatabase(d config.Database) string {
 		return u.Redacted()
 	}
 	return "postgres"
-}
-
-// openDB connects and applies pending migrations.
-func openDB(ctx context.Context, cfg config.Config, log *slog.Logger) (*gorm.DB, error) {
-	if path := cfg.Database.SQLitePath(); path != "" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, fmt.Errorf("create directory for %s: %w", path, err)
-		}
-	}
-	db, err := models.Open(ctx, cfg.Database.Dialect, cfg.Database.DSN)
-	if err != nil {
-		return nil, err
-	}
-	if err := models.Migrate(ctx, db, log); err != nil {
-		models.Close(db)
-		return nil, err
-	}
-	return db, nil
 }
 
 // webhookSecrets returns the configured secrets, or the development secret

@@ -33,6 +33,16 @@ func Each(t *testing.T, fn func(t *testing.T, db *gorm.DB)) {
 	}
 }
 
+// EachWithPooler is Each plus a third subtest on Postgres reached through
+// the transaction-mode pooler at TEST_PGBOUNCER_URL (see PooledDSN).
+func EachWithPooler(t *testing.T, fn func(t *testing.T, db *gorm.DB)) {
+	t.Helper()
+	Each(t, fn)
+	t.Run("pgbouncer", func(t *testing.T) {
+		fn(t, Open(t, models.Postgres, PooledDSN(t)))
+	})
+}
+
 // New returns a fresh migrated database of the given dialect, closed (and on
 // Postgres dropped) when the test ends. Without TEST_DATABASE_URL the Postgres
 // case is skipped with the reason, except under CI=true, where it fails.

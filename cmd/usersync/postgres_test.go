@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"gorm.io/gorm"
+
+	"github.com/usersync/usersync/models"
+	"github.com/usersync/usersync/models/modelstest"
+)
+
+// `usersync migrate` run three times at once through the transaction
+// pooler, then twice more in a row (a restart), with the plain pooled URL:
+// every run exits 0 and the schema is applied once with no lock left.
+func TestMigrateThroughPooler(t *testing.T) {
+	dsn := modelstest.PooledDSN(t)
+	env := envOf(map[string]string{"DATABASE_URL": dsn, "LOG_LEVEL": "warn"})
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() { errs[i] = run(context.Background(), []string{"migrate"}, env, &bytes.Buffer{}, &bytes.Buffer{}) })
+	}
+	wg.Wait()
+	for range 2 {
+		errs = append(errs, run(context.Background(), []string{"migrate"}, env, &bytes.Buffer{}, &bytes.Buffer{}))
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	db := modelstest.Open(t, models.Postgres, dsn)
+	var versions, dups, advisory int
+	db.Raw(`SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&versions)
+	db.Raw(`SELECT count(*) FROM (SELECT version_id FROM goose_db_version GROUP BY 1 HAVING count(*) > 1) d`).Scan(&dups)
+	db.Raw(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&advisory)
+	if versions == 0 || dups != 0 || advisory != 0 {
+		t.Errorf("versions applied %d, applied twice %d, advisory locks %d; want >0, 0, 0", versions, dups, advisory)
+	}
+}
+
+// With DATABASE_URL_UNPOOLED set, migrations run over it: here DATABASE_URL
+// points at a port nobody listens on, and migrate still succeeds.
+func TestMigrateUsesUnpooledURL(t *testing.T) {
+	direct := modelstest.NewDSN(t, models.Postgres)
+	u, _ := url.Parse(direct)
+	u.Host = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := envOf(map[string]string{"DATABASE_URL": u.String(), "DATABASE_URL_UNPOOLED": direct, "LOG_LEVEL": "warn"})
+	if err := run(context.Background(), []string{"migrate"}, env, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatalf("migrate over DATABASE_URL_UNPOOLED: %v", err)
+	}
+	var pending bool
+	db := modelstest.Open(t, models.Postgres, direct)
+	if pending, _ = models.MigrationsPending(context.Background(), db); pending {
+		t.Error("migrations still pending")
+	}
+}
+
+// A runtime role that may read the tables but write none of them: serve
+// refuses to start with one line naming the missing grants, instead of
+// answering /readyz 200 and every webhook 503. With the documented grants it
+// starts.
+func TestServeRefusesRoleWithoutGrants(t *testing.T) {
+	owner := modelstest.New(t, models.Postgres) // migrated by its owner
+	var dbName string
+	owner.Raw("SELECT current_database()").Scan(&dbName)
+	role := "usersync_app_" + strings.ToLower(dbName[len(dbName)-8:])
+	execAll(t, owner,
+		"CREATE ROLE "+role+" LOGIN",
+		"GRANT SELECT ON users, webhook_events, goose_db_version TO "+role)
+	t.Cleanup(func() { owner.Exec("DROP OWNED BY " + role); owner.Exec("DROP ROLE " + role) })
+
+	u, _ := url.Parse(modelstest.PostgresURL(t))
+	u.User, u.Path = url.User(role), "/"+dbName
+	env := map[string]string{"DATABASE_URL": u.String(), "LOG_LEVEL": "warn", "PORT": fmt.Sprint(freePort(t))}
+	err := run(context.Background(), []string{"serve"}, envOf(env), &bytes.Buffer{}, &bytes.Buffer{})
+	want := fmt.Sprintf(`role %q lacks INSERT ON users, UPDATE ON users, INSERT ON webhook_events, UPDATE ON webhook_events, DELETE ON webhook_events`, role)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("serve as %s: err = %v, want it to contain %q", role, err, want)
+	}
+
+	execAll(t, owner, strings.ReplaceAll(models.RuntimeGrantsSQL, "usersync_app", role))
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- run(ctx, []string{"serve"}, envOf(env), &bytes.Buffer{}, &bytes.Buffer{}) }()
+	waitHealthy(t, env["PORT"], served)
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatalf("serve with the documented grants: %v", err)
+	}
+}
+
+func execAll(t *testing.T, db *gorm.DB, stmts ...string) {
+	t.Helper()
+	for _, s := range stmts {
+		if err := db.Exec(s).Error; err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
