@@ -118,6 +118,12 @@ func TestLoadSmallCases(t *testing.T) {
 			func(c config.Config) bool { return c.SyncRateLimit == config.RateLimit{} }},
 		{"freshness duration", map[string]string{"SYNC_FRESHNESS": "90s"},
 			func(c config.Config) bool { return c.SyncFreshness == 90*time.Second }},
+		{"retention default 30 days", map[string]string{},
+			func(c config.Config) bool { return c.WebhookEventsRetention == 720*time.Hour }},
+		{"retention 48h", map[string]string{"WEBHOOK_EVENTS_RETENTION": "48h"},
+			func(c config.Config) bool { return c.WebhookEventsRetention == 48*time.Hour }},
+		{"retention 0 keeps forever", map[string]string{"WEBHOOK_EVENTS_RETENTION": "0"},
+			func(c config.Config) bool { return c.WebhookEventsRetention == 0 }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,6 +162,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"SYNC_RATE_LIMIT": "0/1m"}, "SYNC_RATE_LIMIT:"},
 		{map[string]string{"SYNC_RATE_LIMIT": "5/soon"}, "SYNC_RATE_LIMIT:"},
 		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT:"},
+		{map[string]string{"WEBHOOK_EVENTS_RETENTION": "47h"}, `WEBHOOK_EVENTS_RETENTION: "47h" is shorter than 48h`},
+		{map[string]string{"WEBHOOK_EVENTS_RETENTION": "30 days"}, "WEBHOOK_EVENTS_RETENTION:"},
 	}
 	for _, tc := range cases {
 		_, err := load(tc.env)

@@ -24,6 +24,7 @@ import (
 	"github.com/usersync/usersync/handlers"
 	"github.com/usersync/usersync/metrics"
 	"github.com/usersync/usersync/models"
+	"github.com/usersync/usersync/retention"
 )
 
 // shutdownGrace is how long in-flight requests may take after SIGTERM.
@@ -64,6 +65,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if sqlDB, err := db.DB(); err == nil {
 		m.WatchDB(sqlDB, string(cfg.Database.Dialect))
 	}
+	defer startRetention(ctx, cfg, db, m, log)() // stops before the database closes
 	deps := handlers.Deps{DB: db, Log: log, Webhooks: verifier, Metrics: m,
 		SyncFreshness: cfg.SyncFreshness, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		SyncRate: rate.Inf, SyncBurst: 1}
@@ -78,6 +80,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	tuneGC(getenv)
 	return listenAndServe(ctx, cfg.Port, handlers.New(deps), log)
+}
+
+// startRetention runs the webhook_events retention job in the background
+// and returns a function that stops it and waits for it.
+func startRetention(ctx context.Context, cfg config.Config, db *gorm.DB, m *metrics.Metrics, log *slog.Logger) func() {
+	if cfg.WebhookEventsRetention == 0 {
+		log.Info("WEBHOOK_EVENTS_RETENTION is 0: webhook_events rows are kept forever")
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	job := retention.Job{DB: db, Keep: cfg.WebhookEventsRetention, Metrics: m, Log: log}
+	go func() {
+		defer close(done)
+		job.Run(ctx)
+	}()
+	return func() { cancel(); <-done }
 }
 
 // tuneGC trades memory the service does not need for CPU: collecting at
@@ -153,6 +172,7 @@ func setup(getenv func(string) string, stderr io.Writer) (config.Config, *slog.L
 		"clerk_jwt_key_set", cfg.ClerkJWTKey != "",
 		"webhook_secrets", len(cfg.WebhookSecrets),
 		"sync_freshness", cfg.SyncFreshness.String(),
+		"webhook_events_retention", cfg.WebhookEventsRetention.String(),
 	)
 	return cfg, log, nil
 }
