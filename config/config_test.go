@@ -39,13 +39,14 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		Database:      config.Database{Dialect: models.SQLite, DSN: "usersync.db"},
-		Port:          8080,
-		ClerkAPIURL:   "https://api.clerk.com",
-		SyncFreshness: 5 * time.Minute,
-		SyncRateLimit: config.RateLimit{Requests: 5, Per: time.Minute},
-		LogLevel:      slog.LevelInfo,
-		LogFormat:     "json",
+		Database:               config.Database{Dialect: models.SQLite, DSN: "usersync.db"},
+		Port:                   8080,
+		ClerkAPIURL:            "https://api.clerk.com",
+		SyncFreshness:          5 * time.Minute,
+		WebhookEventsRetention: 30 * 24 * time.Hour,
+		SyncRateLimit:          config.RateLimit{Requests: 5, Per: time.Minute},
+		LogLevel:               slog.LevelInfo,
+		LogFormat:              "json",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -63,6 +64,7 @@ func TestLoadValues(t *testing.T) {
 		"CLERK_ISSUER":                 "https://clerk.example.com",
 		"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25k",
 		"SYNC_FRESHNESS":               "0",
+		"WEBHOOK_EVENTS_RETENTION":     "72h",
 		"SYNC_RATE_LIMIT":              "10/30s",
 		"LOG_LEVEL":                    "debug",
 		"LOG_FORMAT":                   "text",
@@ -71,19 +73,20 @@ func TestLoadValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		Database:           config.Database{Dialect: models.Postgres, DSN: "postgresql://u@db.neon.tech/app?sslmode=require"},
-		Port:               9000,
-		ClerkSecretKey:     "sk_test_x",
-		ClerkAPIURL:        "http://127.0.0.1:9999",
-		ClerkJWTKey:        pemKey,
-		AuthorizedParties:  []string{"https://a.example", "https://b.example"},
-		Issuer:             "https://clerk.example.com",
-		WebhookSecrets:     []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25k"},
-		SyncFreshness:      0,
-		SyncRateLimit:      config.RateLimit{Requests: 10, Per: 30 * time.Second},
-		CORSAllowedOrigins: []string{"https://a.example", "https://b.example"},
-		LogLevel:           slog.LevelDebug,
-		LogFormat:          "text",
+		Database:               config.Database{Dialect: models.Postgres, DSN: "postgresql://u@db.neon.tech/app?sslmode=require"},
+		Port:                   9000,
+		ClerkSecretKey:         "sk_test_x",
+		ClerkAPIURL:            "http://127.0.0.1:9999",
+		ClerkJWTKey:            pemKey,
+		AuthorizedParties:      []string{"https://a.example", "https://b.example"},
+		Issuer:                 "https://clerk.example.com",
+		WebhookSecrets:         []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25k"},
+		SyncFreshness:          0,
+		WebhookEventsRetention: 72 * time.Hour,
+		SyncRateLimit:          config.RateLimit{Requests: 10, Per: 30 * time.Second},
+		CORSAllowedOrigins:     []string{"https://a.example", "https://b.example"},
+		LogLevel:               slog.LevelDebug,
+		LogFormat:              "text",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
