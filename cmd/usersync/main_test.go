@@ -90,13 +90,19 @@ func TestServeAndWebhookSend(t *testing.T) {
 			go func() { served <- run(ctx, []string{"serve"}, envOf(env), &bytes.Buffer{}, &serveLog) }()
 			waitHealthy(t, env["PORT"], served)
 
-			for _, typ := range []string{"user.created", "user.updated"} {
+			// The README's sequence: created, updated, a redelivery of the same id.
+			for _, step := range []struct{ args, want string }{
+				{"--type user.created", `200 {"outcome":"applied"}`},
+				{"--type user.updated --id msg_readme_1", `200 {"outcome":"applied"}`},
+				{"--type user.updated --id msg_readme_1", `200 {"outcome":"duplicate"}`},
+			} {
 				var out bytes.Buffer
-				if err := run(context.Background(), []string{"webhook", "send", "--type", typ}, envOf(env), &out, &bytes.Buffer{}); err != nil {
-					t.Fatalf("webhook send %s: %v", typ, err)
+				args := append([]string{"webhook", "send"}, strings.Fields(step.args)...)
+				if err := run(context.Background(), args, envOf(env), &out, &bytes.Buffer{}); err != nil {
+					t.Fatalf("webhook send %s: %v", step.args, err)
 				}
-				if got := strings.TrimSpace(out.String()); got != `200 {"outcome":"applied"}` {
-					t.Fatalf("webhook send %s printed %q", typ, got)
+				if got := strings.TrimSpace(out.String()); got != step.want {
+					t.Fatalf("webhook send %s printed %q, want %q", step.args, got, step.want)
 				}
 			}
 			stop()
