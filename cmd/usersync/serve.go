@@ -101,7 +101,7 @@ func startRetention(ctx context.Context, cfg config.Config, db *gorm.DB, m *metr
 
 // tuneGC trades memory the service does not need for CPU: collecting at
 // 4x the live heap instead of 2x cut webhook CPU by a fifth under load
-// (README, Performance), while a soft memory limit keeps the process near
+// (bench/README.md), while a soft memory limit keeps the process near
 // 56 MiB however large the heap grows. GOGC and GOMEMLIMIT override both.
 func tuneGC(getenv func(string) string) {
 	if getenv("GOGC") == "" {
