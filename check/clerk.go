@@ -100,4 +100,3 @@ func (c *Checker) CORS(context.Context) Result {
 	}
 	return ok(name, "%s may call /api/user/sync from a browser", strings.Join(c.Cfg.CORSAllowedOrigins, ", "))
 }
-

@@ -100,6 +100,7 @@ func exportedNames(t *testing.T) map[string]bool {
 // statistics collector only reads its counters.
 type noConnector struct{}
 
-func (noConnector) Connect(context.Context) (driver.Conn, error) { return nil, errors.New("no database") }
-func (noConnector) Driver() driver.Driver                        { return nil }
-
+func (noConnector) Connect(context.Context) (driver.Conn, error) {
+	return nil, errors.New("no database")
+}
+func (noConnector) Driver() driver.Driver { return nil }
