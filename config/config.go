@@ -27,6 +27,12 @@ const (
 	DefaultClerkAPIURL   = "https://api.clerk.com"
 	DefaultSyncFreshness = 5 * time.Minute
 	DefaultMaxConns      = 10
+
+	// DefaultWebhookEventsRetention keeps webhook_events rows for 30 days.
+	DefaultWebhookEventsRetention = 30 * 24 * time.Hour
+	// MinWebhookEventsRetention is Svix's retry window: a row younger than
+	// this may still de-duplicate a redelivery, so none is ever deleted.
+	MinWebhookEventsRetention = 48 * time.Hour
 )
 
 // Variables are every environment variable Load reads.
@@ -34,6 +40,7 @@ var Variables = []string{
 	"DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_MAX_CONNS", "PORT", "CLERK_SECRET_KEY", "CLERK_API_URL", "CLERK_JWT_KEY",
 	"CLERK_AUTHORIZED_PARTIES", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_WEBHOOK_SECRET",
 	"SYNC_FRESHNESS", "SYNC_RATE_LIMIT", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
+	"WEBHOOK_EVENTS_RETENTION",
 }
 
 // Config is the whole configuration of one usersync process.
@@ -57,6 +64,10 @@ type Config struct {
 
 	LogLevel  slog.Level
 	LogFormat string // "json" or "text"
+
+	// WebhookEventsRetention is how long webhook_events rows are kept; 0
+	// keeps them forever.
+	WebhookEventsRetention time.Duration
 }
 
 // RateLimit is SYNC_RATE_LIMIT: Requests per Per for each user, all of them
@@ -116,6 +127,7 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:          p.logLevel("LOG_LEVEL"),
 		LogFormat:         p.oneOf("LOG_FORMAT", "json", "json", "text"),
 	}
+	c.WebhookEventsRetention = p.retention("WEBHOOK_EVENTS_RETENTION")
 	c.CORSAllowedOrigins = c.AuthorizedParties
 	if v := getenv("CORS_ALLOWED_ORIGINS"); v != "" {
 		c.CORSAllowedOrigins = list(v)
@@ -327,6 +339,19 @@ func (p *parser) duration(name string, def time.Duration) time.Duration {
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
 		p.fail(name, "%q is not a duration such as 5m, 90s or 0", v)
+	}
+	return d
+}
+
+// retention reads WEBHOOK_EVENTS_RETENTION: a duration of at least
+// MinWebhookEventsRetention, or 0 to keep rows forever.
+func (p *parser) retention(name string) time.Duration {
+	if p.getenv(name) == "" {
+		return DefaultWebhookEventsRetention
+	}
+	d := p.duration(name, DefaultWebhookEventsRetention)
+	if d > 0 && d < MinWebhookEventsRetention {
+		p.fail(name, "%q is shorter than 48h, Svix's retry window (redeliveries must still be recognised); use 48h or more, or 0 to keep rows forever", p.getenv(name))
 	}
 	return d
 }

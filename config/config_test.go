@@ -39,13 +39,14 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		Database:      config.Database{Dialect: models.SQLite, DSN: "usersync.db", MaxConns: 10},
-		Port:          8080,
-		ClerkAPIURL:   "https://api.clerk.com",
-		SyncFreshness: 5 * time.Minute,
-		SyncRateLimit: config.RateLimit{Requests: 5, Per: time.Minute},
-		LogLevel:      slog.LevelInfo,
-		LogFormat:     "json",
+		Database:               config.Database{Dialect: models.SQLite, DSN: "usersync.db", MaxConns: 10},
+		Port:                   8080,
+		ClerkAPIURL:            "https://api.clerk.com",
+		SyncFreshness:          5 * time.Minute,
+		WebhookEventsRetention: 30 * 24 * time.Hour,
+		SyncRateLimit:          config.RateLimit{Requests: 5, Per: time.Minute},
+		LogLevel:               slog.LevelInfo,
+		LogFormat:              "json",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -65,6 +66,7 @@ func TestLoadValues(t *testing.T) {
 		"CLERK_ISSUER":                 "https://clerk.example.com",
 		"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25k",
 		"SYNC_FRESHNESS":               "0",
+		"WEBHOOK_EVENTS_RETENTION":     "72h",
 		"SYNC_RATE_LIMIT":              "10/30s",
 		"LOG_LEVEL":                    "debug",
 		"LOG_FORMAT":                   "text",
@@ -75,18 +77,19 @@ func TestLoadValues(t *testing.T) {
 	want := config.Config{
 		Database: config.Database{Dialect: models.Postgres, DSN: "postgresql://u@db.neon.tech/app?sslmode=require",
 			MigrateDSN: "postgresql://u@db.neon.tech/app?sslmode=require&application_name=migrate", MaxConns: 4},
-		Port:               9000,
-		ClerkSecretKey:     "sk_test_x",
-		ClerkAPIURL:        "http://127.0.0.1:9999",
-		ClerkJWTKey:        pemKey,
-		AuthorizedParties:  []string{"https://a.example", "https://b.example"},
-		Issuer:             "https://clerk.example.com",
-		WebhookSecrets:     []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25k"},
-		SyncFreshness:      0,
-		SyncRateLimit:      config.RateLimit{Requests: 10, Per: 30 * time.Second},
-		CORSAllowedOrigins: []string{"https://a.example", "https://b.example"},
-		LogLevel:           slog.LevelDebug,
-		LogFormat:          "text",
+		Port:                   9000,
+		ClerkSecretKey:         "sk_test_x",
+		ClerkAPIURL:            "http://127.0.0.1:9999",
+		ClerkJWTKey:            pemKey,
+		AuthorizedParties:      []string{"https://a.example", "https://b.example"},
+		Issuer:                 "https://clerk.example.com",
+		WebhookSecrets:         []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25k"},
+		SyncFreshness:          0,
+		WebhookEventsRetention: 72 * time.Hour,
+		SyncRateLimit:          config.RateLimit{Requests: 10, Per: 30 * time.Second},
+		CORSAllowedOrigins:     []string{"https://a.example", "https://b.example"},
+		LogLevel:               slog.LevelDebug,
+		LogFormat:              "text",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -129,6 +132,12 @@ func TestLoadSmallCases(t *testing.T) {
 			func(c config.Config) bool { return c.SyncRateLimit == config.RateLimit{} }},
 		{"freshness duration", map[string]string{"SYNC_FRESHNESS": "90s"},
 			func(c config.Config) bool { return c.SyncFreshness == 90*time.Second }},
+		{"retention default 30 days", map[string]string{},
+			func(c config.Config) bool { return c.WebhookEventsRetention == 720*time.Hour }},
+		{"retention 48h", map[string]string{"WEBHOOK_EVENTS_RETENTION": "48h"},
+			func(c config.Config) bool { return c.WebhookEventsRetention == 48*time.Hour }},
+		{"retention 0 keeps forever", map[string]string{"WEBHOOK_EVENTS_RETENTION": "0"},
+			func(c config.Config) bool { return c.WebhookEventsRetention == 0 }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,6 +183,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"SYNC_RATE_LIMIT": "0/1m"}, "SYNC_RATE_LIMIT:"},
 		{map[string]string{"SYNC_RATE_LIMIT": "5/soon"}, "SYNC_RATE_LIMIT:"},
 		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT:"},
+		{map[string]string{"WEBHOOK_EVENTS_RETENTION": "47h"}, `WEBHOOK_EVENTS_RETENTION: "47h" is shorter than 48h`},
+		{map[string]string{"WEBHOOK_EVENTS_RETENTION": "30 days"}, "WEBHOOK_EVENTS_RETENTION:"},
 	}
 	for _, tc := range cases {
 		_, err := load(tc.env)

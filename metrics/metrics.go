@@ -31,6 +31,11 @@ type Metrics struct {
 	Upserts *prometheus.CounterVec
 	// HTTPDuration is request latency by route, method and status.
 	HTTPDuration *prometheus.HistogramVec
+	// WebhookEventsDeleted counts webhook_events rows the retention job deleted.
+	WebhookEventsDeleted prometheus.Counter
+	// RetentionLastSuccess is when the retention job last finished a pass
+	// (Unix seconds; 0 until the first, and always 0 when retention is off).
+	RetentionLastSuccess prometheus.Gauge
 }
 
 // New registers every series, the Go and process collectors and build info.
@@ -54,6 +59,14 @@ func New(version string) *Metrics {
 			Help:    "HTTP request latency by route, method and status.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method", "status"}),
+		WebhookEventsDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "usersync_webhook_events_deleted_total",
+			Help: "webhook_events rows deleted by the retention job (older than WEBHOOK_EVENTS_RETENTION).",
+		}),
+		RetentionLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "usersync_retention_last_success_timestamp_seconds",
+			Help: "When the webhook_events retention job last finished a pass (Unix time; 0 before the first).",
+		}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "usersync_build_info", Help: "Always 1; labels name the build.",
@@ -61,6 +74,7 @@ func New(version string) *Metrics {
 	})
 	buildInfo.Set(1)
 	m.registry.MustRegister(m.WebhookEvents, m.LoginSyncs, m.ClerkRequests, m.Upserts, m.HTTPDuration, buildInfo,
+		m.WebhookEventsDeleted, m.RetentionLastSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -63,9 +63,28 @@ func CheckAccess(ctx context.Context, db *gorm.DB) error {
 			absent[0], role)
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("role %q lacks %s: GRANT it (see docs/hosted-postgres.md, Grants)", role, strings.Join(missing, ", "))
+		return fmt.Errorf("role %q lacks %s: as the tables' owner, run %s", role,
+			strings.Join(missing, ", "), grantStatements(missing, role))
 	}
 	return nil
+}
+
+// grantStatements turns "PRIV ON table" items into one GRANT per table.
+func grantStatements(missing []string, role string) string {
+	var tables []string
+	privs := map[string][]string{}
+	for _, m := range missing {
+		priv, table, _ := strings.Cut(m, " ON ")
+		if privs[table] == nil {
+			tables = append(tables, table)
+		}
+		privs[table] = append(privs[table], priv)
+	}
+	stmts := make([]string, len(tables))
+	for i, t := range tables {
+		stmts[i] = fmt.Sprintf("GRANT %s ON %s TO %s;", strings.Join(privs[t], ", "), t, role)
+	}
+	return strings.Join(stmts, " ")
 }
 
 func grantValues() string {

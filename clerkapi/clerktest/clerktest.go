@@ -45,6 +45,7 @@ type Fake struct {
 	hidden   map[string]bool
 	hits     map[string]int
 	failures map[string][]Failure
+	clockOff time.Duration
 }
 
 // Failure is a canned answer for one call of an operation: an error status
@@ -158,6 +159,14 @@ func (f *Fake) FailNext(op string, fs ...Failure) {
 	f.failures[op] = append(f.failures[op], fs...)
 }
 
+// SetClock makes every answer's Date header off by d from this machine's
+// clock, as if Clerk's clock (or ours) were wrong.
+func (f *Fake) SetClock(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.clockOff = d
+}
+
 // Hits reports how often op was called.
 func (f *Fake) Hits(op string) int {
 	f.mu.Lock()
@@ -166,6 +175,9 @@ func (f *Fake) Hits(op string) int {
 }
 
 func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	w.Header().Set("Date", time.Now().Add(f.clockOff).UTC().Format(http.TimeFormat))
+	f.mu.Unlock()
 	path := strings.TrimPrefix(r.URL.Path, "/v1")
 	var op string
 	switch {

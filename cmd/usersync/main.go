@@ -47,13 +47,15 @@ Usage:
   usersync migrate            apply pending schema migrations and exit
   usersync backfill           import every Clerk user [--dry-run] [--prune] [--page-size N]
   usersync webhook send       sign a sample (or --file) Clerk event and POST it to the service
+  usersync check              check the deployment: one line per check, exit 1 if any fails
   usersync version            print the version
 
 Run 'usersync COMMAND --help' for a command's flags. Configuration comes from the
 environment and a .env file in the working directory (the environment wins):
 DATABASE_URL, PORT, CLERK_SECRET_KEY, CLERK_API_URL, CLERK_JWT_KEY,
 CLERK_AUTHORIZED_PARTIES, CLERK_ISSUER, CLERK_WEBHOOK_SIGNING_SECRET,
-SYNC_FRESHNESS, CORS_ALLOWED_ORIGINS, LOG_LEVEL, LOG_FORMAT (see README.md).
+SYNC_FRESHNESS, SYNC_RATE_LIMIT, CORS_ALLOWED_ORIGINS, WEBHOOK_EVENTS_RETENTION,
+LOG_LEVEL, LOG_FORMAT (see README.md).
 `
 
 // run dispatches to a subcommand; it is main without the process around it.
@@ -75,10 +77,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "backfill":
 		err = runBackfill(ctx, args, getenv, stdout, stderr)
 	case "webhook":
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stdout, webhookSendHelp)
+			return nil
+		}
 		if len(args) == 0 || args[0] != "send" {
-			return usageError{errors.New("webhook: the only subcommand is 'webhook send'")}
+			return usageError{errors.New("webhook: the only subcommand is 'webhook send' (see 'usersync webhook --help')")}
 		}
 		err = webhookSend(ctx, args[1:], getenv, stdout)
+	case "check":
+		err = runCheck(ctx, args, getenv, stdout)
 	case "version":
 		err = printVersion(args, stdout)
 	default:

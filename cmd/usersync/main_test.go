@@ -44,6 +44,9 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"serve"}, env: map[string]string{"DATABASE_URL": "postgres://app:hunter2@h:0x/db"}, usage: true, errHas: "DATABASE_URL: postgres://app:xxxxx@h:0x/db is not a valid"},
 		{args: []string{"serve"}, env: map[string]string{"DATABASE_MAX_CONNS": "-1"}, usage: true, errHas: "DATABASE_MAX_CONNS"},
 		{args: []string{"serve"}, env: map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_"}, usage: true, errHas: "CLERK_WEBHOOK_SIGNING_SECRET"},
+		{args: []string{"serve"}, env: map[string]string{"WEBHOOK_EVENTS_RETENTION": "24h"}, usage: true, errHas: "WEBHOOK_EVENTS_RETENTION"},
+		{args: []string{"webhook", "--help"}, stdoutHas: "usersync webhook send"},
+		{args: []string{"check", "--help"}, stdoutHas: "Usage: usersync check"},
 		{args: []string{"webhook", "send", "--type", "user.banned"}, usage: true, errHas: "--type"},
 		{args: []string{"backfill", "--help"}, stdoutHas: "--prune"},
 		{args: []string{"backfill"}, usage: true, errHas: "CLERK_SECRET_KEY"},
@@ -90,13 +93,19 @@ func TestServeAndWebhookSend(t *testing.T) {
 			go func() { served <- run(ctx, []string{"serve"}, envOf(env), &bytes.Buffer{}, &serveLog) }()
 			waitHealthy(t, env["PORT"], served)
 
-			for _, typ := range []string{"user.created", "user.updated"} {
+			// The README's sequence: created, updated, a redelivery of the same id.
+			for _, step := range []struct{ args, want string }{
+				{"--type user.created", `200 {"outcome":"applied"}`},
+				{"--type user.updated --id msg_readme_1", `200 {"outcome":"applied"}`},
+				{"--type user.updated --id msg_readme_1", `200 {"outcome":"duplicate"}`},
+			} {
 				var out bytes.Buffer
-				if err := run(context.Background(), []string{"webhook", "send", "--type", typ}, envOf(env), &out, &bytes.Buffer{}); err != nil {
-					t.Fatalf("webhook send %s: %v", typ, err)
+				args := append([]string{"webhook", "send"}, strings.Fields(step.args)...)
+				if err := run(context.Background(), args, envOf(env), &out, &bytes.Buffer{}); err != nil {
+					t.Fatalf("webhook send %s: %v", step.args, err)
 				}
-				if got := strings.TrimSpace(out.String()); got != `200 {"outcome":"applied"}` {
-					t.Fatalf("webhook send %s printed %q", typ, got)
+				if got := strings.TrimSpace(out.String()); got != step.want {
+					t.Fatalf("webhook send %s printed %q, want %q", step.args, got, step.want)
 				}
 			}
 			stop()

@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"gorm.io/gorm"
 
 	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/config"
 	"github.com/usersync/usersync/handlers"
 	"github.com/usersync/usersync/metrics"
 	"github.com/usersync/usersync/models"
+	"github.com/usersync/usersync/retention"
 )
 
 // shutdownGrace is how long in-flight requests may take after SIGTERM.
@@ -61,6 +63,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if sqlDB, err := db.DB(); err == nil {
 		m.WatchDB(sqlDB, string(cfg.Database.Dialect))
 	}
+	defer startRetention(ctx, cfg, db, m, log)() // stops before the database closes
 	deps := handlers.Deps{DB: db, Log: log, Webhooks: verifier, Metrics: m,
 		SyncFreshness: cfg.SyncFreshness, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		SyncRate: rate.Inf, SyncBurst: 1}
@@ -77,9 +80,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return listenAndServe(ctx, cfg.Port, handlers.New(deps), log)
 }
 
+// startRetention runs the webhook_events retention job in the background
+// and returns a function that stops it and waits for it.
+func startRetention(ctx context.Context, cfg config.Config, db *gorm.DB, m *metrics.Metrics, log *slog.Logger) func() {
+	if cfg.WebhookEventsRetention == 0 {
+		log.Info("WEBHOOK_EVENTS_RETENTION is 0: webhook_events rows are kept forever")
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	job := retention.Job{DB: db, Keep: cfg.WebhookEventsRetention, Metrics: m, Log: log}
+	go func() {
+		defer close(done)
+		job.Run(ctx)
+	}()
+	return func() { cancel(); <-done }
+}
+
 // tuneGC trades memory the service does not need for CPU: collecting at
 // 4x the live heap instead of 2x cut webhook CPU by a fifth under load
-// (README, Performance), while a soft memory limit keeps the process near
+// (bench/README.md), while a soft memory limit keeps the process near
 // 56 MiB however large the heap grows. GOGC and GOMEMLIMIT override both.
 func tuneGC(getenv func(string) string) {
 	if getenv("GOGC") == "" {
@@ -150,6 +170,7 @@ func setup(getenv func(string) string, stderr io.Writer) (config.Config, *slog.L
 		"clerk_jwt_key_set", cfg.ClerkJWTKey != "",
 		"webhook_secrets", len(cfg.WebhookSecrets),
 		"sync_freshness", cfg.SyncFreshness.String(),
+		"webhook_events_retention", cfg.WebhookEventsRetention.String(),
 	)
 	return cfg, log, nil
 }

@@ -19,12 +19,14 @@ import (
 	"github.com/usersync/usersync/config"
 )
 
-const webhookSendHelp = `Usage: usersync webhook send [--url URL] [--type T] [--file F]
+const webhookSendHelp = `Usage: usersync webhook send [--url URL] [--type T] [--file F] [--id ID]
 
 Signs a Clerk event with the configured signing secret (or the development
 secret that serve uses) and POSTs it, then prints the status and body.
 Without --file it sends a built-in sample user event of type --type, stamped
 with the current time, so each send of user.updated is newer than the last.
+Each send gets a new Svix message id unless --id names one: sending the same
+--id twice shows the service answering "duplicate" (a redelivery).
 Exits 1 when the answer is not 2xx.
 `
 
@@ -36,6 +38,7 @@ func webhookSend(ctx context.Context, args []string, getenv func(string) string,
 	target := fs.String("url", "", "where to POST (default http://localhost:$PORT/api/webhooks/clerk)")
 	typ := fs.String("type", "user.created", "built-in sample event: user.created, user.updated or user.deleted")
 	file := fs.String("file", "", "send this file's bytes as the event instead of a sample")
+	msgID := fs.String("id", "", "Svix message id to send (default a new random msg_…); repeat one to see \"duplicate\"")
 	if err := parseFlags(fs, args, stdout, webhookSendHelp); err != nil {
 		return err
 	}
@@ -54,7 +57,10 @@ func webhookSend(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
-	status, answer, err := sendSigned(ctx, *target, secrets[0], body)
+	if *msgID == "" {
+		*msgID = "msg_" + rand.Text()
+	}
+	status, answer, err := sendSigned(ctx, *target, secrets[0], *msgID, body)
 	if err != nil {
 		return err
 	}
@@ -105,12 +111,11 @@ func sampleEvent(typ string, now time.Time) []byte {
 }
 
 // sendSigned POSTs body with fresh Svix headers signed by secret.
-func sendSigned(ctx context.Context, target, secret string, body []byte) (int, string, error) {
+func sendSigned(ctx context.Context, target, secret, msgID string, body []byte) (int, string, error) {
 	wh, err := svix.NewWebhook(secret)
 	if err != nil {
 		return 0, "", err
 	}
-	msgID := "msg_" + rand.Text()
 	now := time.Now()
 	sig, err := wh.Sign(msgID, now, body)
 	if err != nil {

@@ -1,0 +1,156 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/usersync/usersync/models"
+)
+
+// Database opens the configured database and pings it.
+func (c *Checker) Database(ctx context.Context) Result {
+	const name = "database"
+	d := c.Cfg.Database
+	if path := d.SQLitePath(); path != "" {
+		file, _, _ := strings.Cut(path, "?")
+		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+			return fail(name, "SQLite file %s does not exist yet: run 'usersync migrate' (or start serve) in this directory, or set DATABASE_URL", file)
+		}
+	}
+	db, err := models.OpenWith(ctx, d.Dialect, d.DSN, models.Options{MaxConns: 2})
+	if err != nil {
+		return fail(name, "%s: check DATABASE_URL (host, port, user, password, database name, sslmode)", oneLine(err))
+	}
+	c.db = db
+	if d.Dialect == models.SQLite {
+		return ok(name, "reachable: SQLite file %s", d.SQLitePath())
+	}
+	return ok(name, "reachable: Postgres at %s", hostPort(d.DSN))
+}
+
+// Schema reports whether every migration has been applied.
+func (c *Checker) Schema(ctx context.Context) Result {
+	const name = "schema"
+	if c.db == nil {
+		return Result{Name: name, Status: Skip, Detail: "the database is not reachable"}
+	}
+	pending, err := models.MigrationsPending(ctx, c.db)
+	switch {
+	case err != nil && strings.Contains(err.Error(), "42501"): // insufficient_privilege
+		return fail(name, "the role may not read goose_db_version, the migration log serve reads at start: "+
+			"GRANT SELECT ON goose_db_version TO the service's role (as its owner)")
+	case err != nil:
+		return fail(name, "cannot read the schema version (%s): run 'usersync migrate'", oneLine(err))
+	case pending:
+		return fail(name, "migrations are pending: run 'usersync migrate' (serve also applies them at start)")
+	}
+	return ok(name, "current: every migration is applied")
+}
+
+// Grants reports whether the service's role may read and write its tables.
+func (c *Checker) Grants(ctx context.Context) Result {
+	const name = "grants"
+	if c.db == nil {
+		return Result{Name: name, Status: Skip, Detail: "the database is not reachable"}
+	}
+	if models.DialectOf(c.db) == models.SQLite {
+		return c.sqliteWritable(ctx)
+	}
+	var role string
+	if err := c.db.WithContext(ctx).Raw("SELECT current_user").Scan(&role).Error; err != nil {
+		return fail(name, "cannot ask for the role's privileges: %s", oneLine(err))
+	}
+	if err := models.CheckAccess(ctx, c.db); err != nil {
+		return fail(name, "%s", oneLine(err))
+	}
+	return ok(name, "role %s may read and write %s", role, strings.Join(Tables, " and "))
+}
+
+// Tables are the tables the service writes.
+var Tables = []string{"users", "webhook_events"}
+
+// sqliteWritable tries a write in a transaction that is rolled back.
+func (c *Checker) sqliteWritable(ctx context.Context) Result {
+	const name = "grants"
+	tx := c.db.WithContext(ctx).Begin()
+	if tx.Error == nil {
+		for _, t := range Tables {
+			if tx.Error = tx.Exec("DELETE FROM " + t + " WHERE 1 = 0").Error; tx.Error != nil {
+				break
+			}
+		}
+	}
+	err := tx.Error
+	tx.Rollback()
+	if err != nil {
+		return fail(name, "cannot write the SQLite file %s (%s): make the file and its directory writable by this user",
+			c.Cfg.Database.SQLitePath(), oneLine(err))
+	}
+	return ok(name, "the SQLite file is writable")
+}
+
+// Connection says whether DATABASE_URL points at a pooler or straight at
+// Postgres, from the URL alone.
+func (c *Checker) Connection(context.Context) Result {
+	const name = "connection"
+	d := c.Cfg.Database
+	if d.Dialect == models.SQLite {
+		return ok(name, "embedded SQLite: one instance only; use Postgres to run several replicas")
+	}
+	pooler := Pooler(d.DSN)
+	if pooler == "" {
+		return ok(name, "direct to Postgres (a pooled URL works too)")
+	}
+	if strings.Contains(d.DSN, "default_query_exec_mode=cache_statement") {
+		return fail(name, "pooled, through %s, but DATABASE_URL asks for default_query_exec_mode=cache_statement: "+
+			"named prepared statements break on a transaction pooler; remove the parameter", pooler)
+	}
+	migrations := "migrations run through the pooler too (set DATABASE_URL_UNPOOLED to run them over a direct URL)"
+	if d.MigrateDSN != "" {
+		migrations = "migrations use DATABASE_URL_UNPOOLED"
+	}
+	return ok(name, "pooled, through %s: supported as is; %s; %d connections per instance (DATABASE_MAX_CONNS)",
+		pooler, migrations, d.MaxConns)
+}
+
+// Pooler names the connection pooler a Postgres URL points at, or "" when
+// it looks like a direct connection.
+func Pooler(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return ""
+	}
+	host, port := u.Hostname(), u.Port()
+	switch {
+	case strings.HasSuffix(host, "pooler.supabase.com"):
+		return "Supabase's pooler (" + host + ")"
+	case strings.Contains(host, "-pooler"):
+		return "Neon's pooled endpoint (" + host + ")"
+	case port == "6543" || port == "6432":
+		return "a PgBouncer-style pooler (port " + port + ")"
+	case u.Query().Get("pgbouncer") == "true":
+		return "PgBouncer (pgbouncer=true)"
+	}
+	return ""
+}
+
+func hostPort(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Host == "" {
+		return "(host from the connection string)"
+	}
+	port := u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	return net.JoinHostPort(u.Hostname(), port) + u.Path
+}
+
+// oneLine flattens a driver error that spans lines.
+func oneLine(err error) string { return strings.Join(strings.Fields(fmt.Sprint(err)), " ") }
