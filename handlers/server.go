@@ -14,7 +14,6 @@ import (
 
 	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/metrics"
-	"github.com/usersync/usersync/models"
 )
 
 // Limits that apply to every request.
@@ -30,7 +29,7 @@ const (
 	syncPath = "/api/user/sync"
 
 	// Concurrent webhook deliveries share transactions: up to maxEventBatch
-	// events each, eventWorkers transactions at once (see models.Batcher).
+	// events each, eventWorkers transactions at once (see batcher).
 	maxEventBatch = 64
 	eventWorkers  = 4
 )
@@ -64,7 +63,7 @@ type Deps struct {
 
 type server struct {
 	Deps
-	events      *models.Batcher
+	events      *batcher
 	syncLimiter *middleware.RateLimiterMemoryStore
 	confirmed   *confirmations
 }
@@ -82,7 +81,7 @@ func New(d Deps) *echo.Echo {
 	}
 	s := &server{
 		Deps:   d,
-		events: models.NewBatcher(d.DB, maxEventBatch, eventWorkers, DBTimeout),
+		events: newBatcher(d.DB, maxEventBatch, eventWorkers, DBTimeout),
 		syncLimiter: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 			Rate: d.SyncRate, Burst: d.SyncBurst, ExpiresIn: 5 * time.Minute,
 		}),

@@ -110,8 +110,7 @@ func TestBatchEqualsSingle(t *testing.T) {
 	for name, sc := range scenarios {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			modelstest.Each(t, func(t *testing.T, single *gorm.DB) {
-				batch := modelstest.New(t, models.DialectOf(single))
+			modelstest.EachPair(t, func(t *testing.T, single, batch *gorm.DB) {
 				sc.prepare(t, single)
 				sc.prepare(t, batch)
 				ctx := context.Background()

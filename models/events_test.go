@@ -196,6 +196,13 @@ func TestProcessEventsEqualsOneAtATime(t *testing.T) {
 			upsertEvent("m1", snap("user_a", 5, email("held@x.io"))),
 			upsertEvent("m2", snap("user_b", 5, email("b@x.io"))),
 		},
+		"addresses change hands within the batch": {
+			upsertEvent("m1", snap("user_c", 9, email("held@x.io"))), // user_x (3) gives it up
+			upsertEvent("m2", snap("user_x", 10, email("x2@x.io"))),
+			upsertEvent("m3", snap("user_x", 11, email("held@x.io"))), // and takes it back
+			{SvixID: "m4", Type: "user.deleted", Kind: models.EventDelete, UserID: "user_x"},
+			upsertEvent("m5", snap("user_f", 2, email("held@x.io"))), // now free
+		},
 		"email held by a newer row": {
 			upsertEvent("m1", snap("user_b", 1, email("held@x.io"))),
 		},
@@ -223,8 +230,7 @@ func TestProcessEventsEqualsOneAtATime(t *testing.T) {
 	}
 	for name, batch := range batches {
 		t.Run(name, func(t *testing.T) {
-			modelstest.Each(t, func(t *testing.T, one *gorm.DB) {
-				together := modelstest.New(t, models.DialectOf(one))
+			modelstest.EachPair(t, func(t *testing.T, one, together *gorm.DB) {
 				prepare(t, one)
 				prepare(t, together)
 				var want []models.EventResult

@@ -63,13 +63,3 @@ func (s Snapshot) row(email *string, src Source, now time.Time) User {
 		SyncedAt:       &now,
 	}
 }
-
-// outranks reports whether a live row holding the snapshot's email keeps it
-// (rule 3): the larger clerk_updated_at wins, and on a tie the larger id, so
-// the result does not depend on arrival order.
-func outranks(holder User, s Snapshot) bool {
-	if holder.ClerkUpdatedAt != s.UpdatedAt {
-		return holder.ClerkUpdatedAt > s.UpdatedAt
-	}
-	return holder.ID > s.ID
-}

@@ -43,6 +43,20 @@ func EachWithPooler(t *testing.T, fn func(t *testing.T, db *gorm.DB)) {
 	})
 }
 
+// EachPair is EachWithPooler for tests that compare two fresh databases of
+// the same kind (say, a batch against one-at-a-time): fn gets two.
+func EachPair(t *testing.T, fn func(t *testing.T, a, b *gorm.DB)) {
+	t.Helper()
+	for _, d := range Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			fn(t, New(t, d), New(t, d))
+		})
+	}
+	t.Run("pgbouncer", func(t *testing.T) {
+		fn(t, Open(t, models.Postgres, PooledDSN(t)), Open(t, models.Postgres, PooledDSN(t)))
+	})
+}
+
 // New returns a fresh migrated database of the given dialect, closed (and on
 // Postgres dropped) when the test ends. Without TEST_DATABASE_URL the Postgres
 // case is skipped with the reason, except under CI=true, where it fails.

@@ -1,4 +1,4 @@
-package models
+package handlers
 
 import (
 	"context"
@@ -6,15 +6,17 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/usersync/usersync/models"
 )
 
-// Batcher lets concurrent webhook deliveries share one transaction: each
+// batcher lets concurrent webhook deliveries share one transaction: each
 // Submit waits until the batch holding its event has committed (or failed),
 // so nothing is acknowledged before it is durable. Under light load a batch
 // is a single event and nothing waits; under a burst, events that arrive
 // while a batch commits form the next one, which saves the per-transaction
 // round trips and flushes that bound a one-event-per-transaction design.
-type Batcher struct {
+type batcher struct {
 	db       *gorm.DB
 	maxBatch int
 	workers  int
@@ -26,23 +28,23 @@ type Batcher struct {
 }
 
 type pending struct {
-	ev   Event
+	ev   models.Event
 	ctx  context.Context
-	res  EventResult
+	res  models.EventResult
 	err  error
 	done chan struct{}
 }
 
-// NewBatcher processes at most maxBatch events per transaction, with up to
+// newBatcher processes at most maxBatch events per transaction, with up to
 // workers transactions in flight, each bounded by timeout.
-func NewBatcher(db *gorm.DB, maxBatch, workers int, timeout time.Duration) *Batcher {
-	return &Batcher{db: db, maxBatch: maxBatch, workers: workers, timeout: timeout}
+func newBatcher(db *gorm.DB, maxBatch, workers int, timeout time.Duration) *batcher {
+	return &batcher{db: db, maxBatch: maxBatch, workers: workers, timeout: timeout}
 }
 
-// Submit processes ev as ProcessEvent does, possibly in one transaction with
+// Submit processes ev as models.ProcessEvent does, possibly in one transaction with
 // other events. If ctx ends first it returns ctx's error; the event may
 // still commit, and a redelivery then answers EventDuplicate.
-func (b *Batcher) Submit(ctx context.Context, ev Event) (EventResult, error) {
+func (b *batcher) Submit(ctx context.Context, ev models.Event) (models.EventResult, error) {
 	p := &pending{ev: ev, ctx: ctx, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
@@ -55,12 +57,12 @@ func (b *Batcher) Submit(ctx context.Context, ev Event) (EventResult, error) {
 	case <-p.done:
 		return p.res, p.err
 	case <-ctx.Done():
-		return EventResult{}, ctx.Err()
+		return models.EventResult{}, ctx.Err()
 	}
 }
 
 // drain processes batches until the queue is empty, then exits.
-func (b *Batcher) drain() {
+func (b *batcher) drain() {
 	for {
 		batch := b.take()
 		if batch == nil {
@@ -71,7 +73,7 @@ func (b *Batcher) drain() {
 }
 
 // take removes up to maxBatch waiting events whose callers still wait.
-func (b *Batcher) take() []*pending {
+func (b *batcher) take() []*pending {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var batch []*pending
@@ -94,8 +96,8 @@ func (b *Batcher) take() []*pending {
 
 // process commits a batch; if it fails, each event is tried on its own, so
 // one event the database refuses cannot fail the others with it.
-func (b *Batcher) process(batch []*pending) {
-	evs := make([]Event, len(batch))
+func (b *batcher) process(batch []*pending) {
+	evs := make([]models.Event, len(batch))
 	for i, p := range batch {
 		evs[i] = p.ev
 	}
@@ -110,7 +112,7 @@ func (b *Batcher) process(batch []*pending) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	res, err := ProcessEvents(ctx, b.db, evs)
+	res, err := models.ProcessEvents(ctx, b.db, evs)
 	if err != nil && len(batch) > 1 && ctx.Err() == nil {
 		for _, p := range batch {
 			b.process([]*pending{p})

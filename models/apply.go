@@ -1,0 +1,297 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// This file is the one write path of the users table. Every path (webhook,
+// login-time sync, backfill, prune) hands it a batch of changes, a single
+// change being a batch of one, and it applies them in one transaction as if
+// one after another, following contract §4:
+//
+//	rule 1  newest wins ..................... decide: verdict
+//	rule 2  primary email / phone ........... clerkapi.SnapshotFromJSON (mapping); lower-cased again in normalized
+//	rule 3  email ownership ................. decide: takeEmail; write: releaseSQL before upsertSQL
+//	rule 4  tier belongs to the application . decide: state.tier; write: upsertSQL's two forms
+//	rule 5  deletion is final ............... decide: verdict (Gone), tombstone; write: upsertSQL's guard
+//	rule 6  nothing acknowledged before commit  Apply (inTx) and ProcessEvents (events.go)
+//	rule 7  no write without news ........... decide writes only applied changes; upsertSQL's guard
+//
+// It works in three steps per chunk: read the rows the chunk touches (its
+// users and the live holders of its emails), decide every change in Go
+// against that state, then write the end state with at most two set-based
+// statements whose SQL is built once (sql.go). The write statements repeat
+// the ordering and tombstone guards and report the rows they wrote, so a
+// row another transaction changed after the read is detected, and the
+// transaction runs again (inTx). A new kind of row (organizations,
+// memberships) adds its own read, decide and write steps beside these.
+
+// Change is one thing to do to the users table: apply a snapshot, or, when
+// Delete is set, tombstone the user Snapshot.ID (only the id is read).
+type Change struct {
+	Snapshot Snapshot
+	Delete   bool
+}
+
+// applyChunk is how many changes one read and one write carry (16 columns
+// a row keeps a chunk far below both databases' parameter limits).
+const applyChunk = 500
+
+// Apply applies changes in order in one transaction and returns each one's
+// outcome. A 2xx answer may be given once it returns nil: the transaction
+// has committed (rule 6).
+func Apply(ctx context.Context, db *gorm.DB, changes []Change, src Source) ([]Outcome, error) {
+	return inTx(ctx, db, func(tx *gorm.DB) ([]Outcome, error) {
+		return applyChanges(tx, changes, src, now())
+	})
+}
+
+// ApplySnapshot applies one snapshot (a batch of one).
+func ApplySnapshot(ctx context.Context, db *gorm.DB, s Snapshot, src Source) (Outcome, error) {
+	out, err := Apply(ctx, db, []Change{{Snapshot: s}}, src)
+	if err != nil {
+		return "", err
+	}
+	return out[0], nil
+}
+
+// ApplySnapshots applies many snapshots in one transaction, as if in order.
+func ApplySnapshots(ctx context.Context, db *gorm.DB, snaps []Snapshot, src Source) ([]Outcome, error) {
+	return Apply(ctx, db, snapshotChanges(snaps), src)
+}
+
+// Tombstone records that Clerk deleted the user (rule 5).
+func Tombstone(ctx context.Context, db *gorm.DB, id string, src Source) (Outcome, error) {
+	out, err := Apply(ctx, db, []Change{{Snapshot: Snapshot{ID: id}, Delete: true}}, src)
+	if err != nil {
+		return "", err
+	}
+	return out[0], nil
+}
+
+// errDryRun rolls back a transaction that only reports what it would do.
+var errDryRun = errors.New("dry run")
+
+// DryRunSnapshots reports what ApplySnapshots would do and writes nothing:
+// it runs the same transaction and rolls it back.
+func DryRunSnapshots(ctx context.Context, db *gorm.DB, snaps []Snapshot, src Source) ([]Outcome, error) {
+	out, err := inTx(ctx, db, func(tx *gorm.DB) ([]Outcome, error) {
+		out, err := applyChanges(tx, snapshotChanges(snaps), src, now())
+		if err == nil {
+			err = errDryRun
+		}
+		return out, err
+	})
+	if errors.Is(err, errDryRun) {
+		return out, nil
+	}
+	return out, err
+}
+
+func snapshotChanges(snaps []Snapshot) []Change {
+	changes := make([]Change, len(snaps))
+	for i, s := range snaps {
+		changes[i] = Change{Snapshot: s}
+	}
+	return changes
+}
+
+// now is the row time: UTC, cut to the microseconds Postgres keeps, so a value
+// read back equals the value written on both databases.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// applyChanges runs the chunks in order inside the caller's transaction;
+// each chunk reads what the chunks before it wrote.
+func applyChanges(tx *gorm.DB, changes []Change, src Source, at time.Time) ([]Outcome, error) {
+	out := make([]Outcome, 0, len(changes))
+	for start := 0; start < len(changes); start += applyChunk {
+		chunk := changes[start:min(start+applyChunk, len(changes))]
+		st, err := readUsers(tx, chunk)
+		if err != nil {
+			return nil, err
+		}
+		outcomes := st.decide(chunk, src, at)
+		if err := st.write(tx, at, outcomes); err != nil {
+			return nil, err
+		}
+		out = append(out, outcomes...)
+	}
+	return out, nil
+}
+
+// state is what one chunk knows about the users it touches: each row as
+// read, then as the chunk's changes leave it.
+type state struct {
+	users   map[string]*userState
+	holders map[string]string // live email → id of the row holding it (rule 3)
+	order   []string          // ids in first-touched order, so writes are deterministic
+}
+
+// userState is one users row, as read (db*) and as decided.
+type userState struct {
+	id        string
+	exists    bool // a row exists, in the table or written by this chunk
+	deleted   bool
+	email     *string
+	updatedAt int64 // clerk_updated_at
+
+	inDB        bool
+	dbEmail     *string // the live row's email as read
+	dbUpdatedAt int64
+	row         *User  // the end state to upsert; nil when the row is not written
+	tier        string // the tier the last applied snapshot named, "" if none (rule 4)
+	created     int    // index of the change that inserted the row, -1 if none
+}
+
+func (st *state) user(id string) *userState {
+	u, ok := st.users[id]
+	if !ok {
+		u = &userState{id: id, created: -1}
+		st.users[id] = u
+		st.order = append(st.order, id)
+	}
+	return u
+}
+
+// decide applies the chunk's changes one after another to the state read
+// and returns each one's outcome. It writes nothing.
+func (st *state) decide(changes []Change, src Source, at time.Time) []Outcome {
+	out := make([]Outcome, len(changes))
+	for i, c := range changes {
+		u := st.user(c.Snapshot.ID)
+		if c.Delete {
+			out[i] = st.tombstone(u, src, at)
+			continue
+		}
+		s := c.Snapshot.normalized()
+		if out[i] = verdict(u, s); out[i] != "" {
+			continue // rules 1, 5 and 7: nothing is written for it
+		}
+		out[i] = Updated
+		if !u.exists {
+			out[i], u.created = Created, i
+		}
+		email := st.takeEmail(u, s, at)
+		st.setEmail(u, email)
+		u.exists, u.updatedAt = true, s.UpdatedAt
+		if s.Tier != "" {
+			u.tier = s.Tier // rule 4: only a valid tier is ever written
+		}
+		row := s.row(email, src, at)
+		u.row = &row
+	}
+	return out
+}
+
+// verdict is rules 1 and 5 for a snapshot against its row: Gone, Unchanged
+// or Stale when the snapshot must not be applied, "" when it must.
+func verdict(u *userState, s Snapshot) Outcome {
+	switch {
+	case !u.exists:
+		return ""
+	case u.deleted:
+		return Gone
+	case s.UpdatedAt == u.updatedAt:
+		return Unchanged
+	case s.UpdatedAt < u.updatedAt:
+		return Stale
+	}
+	return ""
+}
+
+// takeEmail is rule 3: the snapshot's email, unless another live row holds
+// it and outranks the snapshot, in which case nil. A holder the snapshot
+// outranks loses the address.
+func (st *state) takeEmail(u *userState, s Snapshot, at time.Time) *string {
+	if s.Email == nil {
+		return nil
+	}
+	holderID, held := st.holders[*s.Email]
+	if !held || holderID == u.id {
+		return s.Email
+	}
+	holder := st.users[holderID]
+	if outranks(holder, s) {
+		return nil
+	}
+	st.setEmail(holder, nil)
+	if holder.row != nil {
+		holder.row.Email, holder.row.EmailVerified, holder.row.UpdatedAt = nil, false, at
+	}
+	return s.Email
+}
+
+// outranks reports whether a live row holding the snapshot's email keeps it
+// (rule 3): the larger clerk_updated_at wins, and on a tie the larger id, so
+// the result does not depend on arrival order.
+func outranks(holder *userState, s Snapshot) bool {
+	if holder.updatedAt != s.UpdatedAt {
+		return holder.updatedAt > s.UpdatedAt
+	}
+	return holder.id > s.ID
+}
+
+// setEmail moves the row to email in the state, keeping holders current.
+func (st *state) setEmail(u *userState, email *string) {
+	if u.email != nil && st.holders[*u.email] == u.id {
+		delete(st.holders, *u.email)
+	}
+	u.email = email
+	if email != nil {
+		st.holders[*email] = u.id
+	}
+}
+
+// tombstone is rule 5: the row keeps its id, tier and clerk_updated_at and
+// loses its personal data; an unknown id becomes a tombstone too, so a late
+// user.created cannot revive it. A tombstone is never changed again.
+func (st *state) tombstone(u *userState, src Source, at time.Time) Outcome {
+	if u.deleted {
+		return Gone
+	}
+	st.setEmail(u, nil)
+	u.exists, u.deleted = true, true
+	u.row = &User{
+		ID: u.id, Tier: TierFree, ClerkUpdatedAt: u.updatedAt,
+		CreatedAt: at, UpdatedAt: at, DeletedAt: &at, SyncSource: src,
+	}
+	return Deleted
+}
+
+// write makes the table match the decided state: first the addresses live
+// rows give up (so no moment has two live rows with one email), then every
+// row that changed, with one upsert per tier form (rule 4).
+func (st *state) write(tx *gorm.DB, at time.Time, outcomes []Outcome) error {
+	var release []*userState
+	var rows [2][]*userState // without a tier named, with one
+	for _, id := range st.order {
+		u := st.users[id]
+		if u.inDB && u.dbEmail != nil && !sameEmail(u.dbEmail, u.email) {
+			release = append(release, u)
+		}
+		if u.row != nil {
+			g := 0
+			if u.tier != "" {
+				g, u.row.Tier = 1, u.tier
+			}
+			rows[g] = append(rows[g], u)
+		}
+	}
+	if err := releaseEmails(tx, release, at); err != nil {
+		return err
+	}
+	for g, group := range rows {
+		if err := upsertUsers(tx, group, g == 1, outcomes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sameEmail(a, b *string) bool {
+	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
+}

@@ -1,0 +1,77 @@
+package models
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// profileColumns are a row's columns without raw_json (which can be
+// kilobytes), in the order scanUser reads them.
+const profileColumns = `id, email, first_name, last_name, image_url, username, phone_number, tier,
+	clerk_updated_at, created_at, updated_at, deleted_at, sync_source, email_verified, synced_at`
+
+// The reads by id, built once: FindProfile is the read behind every fresh
+// login-time sync, so neither it nor FindUser goes through GORM's reflection.
+var (
+	findProfileSQL = map[Dialect]string{
+		Postgres: `SELECT ` + profileColumns + `, NULL FROM users WHERE id = $1`,
+		SQLite:   `SELECT ` + profileColumns + `, NULL FROM users WHERE id = ?1`,
+	}
+	findUserSQL = map[Dialect]string{
+		Postgres: `SELECT ` + profileColumns + `, raw_json::text FROM users WHERE id = $1`,
+		SQLite:   `SELECT ` + profileColumns + `, raw_json FROM users WHERE id = ?1`,
+	}
+)
+
+// FindProfile reads one row without raw_json, tombstones included.
+func FindProfile(ctx context.Context, db *gorm.DB, id string) (User, error) {
+	return findUser(ctx, db, findProfileSQL, id)
+}
+
+// FindUser reads one row, tombstones included.
+func FindUser(ctx context.Context, db *gorm.DB, id string) (User, error) {
+	return findUser(ctx, db, findUserSQL, id)
+}
+
+func findUser(ctx context.Context, db *gorm.DB, query map[Dialect]string, id string) (User, error) {
+	var u User
+	row := db.Statement.ConnPool.QueryRowContext(ctx, query[DialectOf(db)], id)
+	err := row.Scan(&u.ID, &u.Email, &u.FirstName, &u.LastName, &u.ImageURL, &u.Username, &u.PhoneNumber,
+		&u.Tier, &u.ClerkUpdatedAt, &u.CreatedAt, &u.UpdatedAt, &u.DeletedAt, &u.SyncSource, &u.EmailVerified,
+		&u.SyncedAt, &u.RawJSON)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("find user %s: %w", id, err)
+	}
+	return u, nil
+}
+
+// EachLiveUserID calls fn with the ids of live rows in id order, reading
+// them a page at a time so millions of rows never sit in memory at once.
+func EachLiveUserID(ctx context.Context, db *gorm.DB, fn func(id string) error) error {
+	const page = 5000
+	after := ""
+	for {
+		var ids []string
+		err := db.WithContext(ctx).Model(&User{}).Where("deleted_at IS NULL AND id > ?", after).
+			Order("id").Limit(page).Pluck("id", &ids).Error
+		if err != nil {
+			return fmt.Errorf("list live users: %w", err)
+		}
+		for _, id := range ids {
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+		if len(ids) < page {
+			return nil
+		}
+		after = ids[len(ids)-1]
+	}
+}

@@ -1,0 +1,260 @@
+package models
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// The statements of the write path (apply.go), built once as text and run
+// through GORM's connection (the transaction's *sql.Tx), without GORM's
+// reflection. On Postgres each takes arrays, so its text is the same for any
+// batch; pgx sends it as an unnamed statement (cache_describe), which is
+// safe through a transaction-mode pooler. SQLite takes JSON arrays for reads
+// and a VALUES list, cached per row count, for the upsert.
+
+// userColumns is the order upsert rows are written in.
+const userColumns = `id, email, first_name, last_name, image_url, username, phone_number, tier,
+	clerk_updated_at, created_at, updated_at, deleted_at, sync_source, email_verified, raw_json, synced_at`
+
+// readSQL reads the chunk's own rows and the live rows holding its emails.
+var readSQL = map[Dialect]string{
+	Postgres: `SELECT id, email, clerk_updated_at, deleted_at IS NOT NULL FROM users
+		WHERE id = ANY($1::text[]) OR (email = ANY($2::text[]) AND deleted_at IS NULL AND email IS NOT NULL)`,
+	SQLite: `SELECT id, email, clerk_updated_at, deleted_at IS NOT NULL FROM users
+		WHERE id IN (SELECT value FROM json_each(?1))
+		OR (email IN (SELECT value FROM json_each(?2)) AND deleted_at IS NULL AND email IS NOT NULL)`,
+}
+
+// releaseSQL takes the email away from live rows (rule 3), each only if its
+// clerk_updated_at is still the one read.
+var releaseSQL = map[Dialect]string{
+	Postgres: `UPDATE users AS u SET email = NULL, email_verified = false, updated_at = $3
+		FROM unnest($1::text[], $2::bigint[]) AS r(id, clerk_updated_at)
+		WHERE u.id = r.id AND u.clerk_updated_at = r.clerk_updated_at AND u.deleted_at IS NULL`,
+	// One writer at a time (BEGIN IMMEDIATE): nothing changed since the read.
+	SQLite: `UPDATE users SET email = NULL, email_verified = false, updated_at = ?2
+		WHERE id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NULL`,
+}
+
+// upsertSet is what a written row overwrites. created_at never changes; a
+// tombstone keeps synced_at and the larger clerk_updated_at; tier is
+// written only in the form for snapshots that name one (rule 4).
+func upsertSet(withTier bool, greatest string) string {
+	set := `email = excluded.email, first_name = excluded.first_name, last_name = excluded.last_name,
+		image_url = excluded.image_url, username = excluded.username, phone_number = excluded.phone_number,
+		email_verified = excluded.email_verified, raw_json = excluded.raw_json, deleted_at = excluded.deleted_at,
+		clerk_updated_at = ` + greatest + `(users.clerk_updated_at, excluded.clerk_updated_at),
+		updated_at = excluded.updated_at, sync_source = excluded.sync_source,
+		synced_at = COALESCE(excluded.synced_at, users.synced_at)`
+	if withTier {
+		set += `, tier = excluded.tier`
+	}
+	// Rules 1, 5 and 7: only a newer snapshot, or a deletion, changes a
+	// live row; nothing changes a tombstone.
+	return set + `
+		WHERE users.deleted_at IS NULL
+		AND (users.clerk_updated_at < excluded.clerk_updated_at OR excluded.deleted_at IS NOT NULL)`
+}
+
+// pgUpsertSQL writes rows passed as one array per column; $13 is the row
+// time, $14 the source. RETURNING tells inserted rows from updated ones.
+var pgUpsertSQL = [2]string{pgUpsert(false), pgUpsert(true)}
+
+func pgUpsert(withTier bool) string {
+	return `INSERT INTO users (` + userColumns + `)
+		SELECT r.id, r.email, r.first_name, r.last_name, r.image_url, r.username, r.phone_number, r.tier,
+			r.clerk_updated_at, $13, $13, CASE WHEN r.deleted THEN $13::timestamptz END, $14,
+			r.email_verified, r.raw_json::jsonb, CASE WHEN NOT r.deleted THEN $13::timestamptz END
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::bigint[], $10::bool[], $11::bool[], $12::text[])
+			AS r(id, email, first_name, last_name, image_url, username, phone_number,
+			tier, clerk_updated_at, deleted, email_verified, raw_json)
+		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "GREATEST") + `
+		RETURNING id, (xmax = 0)`
+}
+
+// sqliteUpsertSQL is the SQLite upsert for n rows (the VALUES list grows
+// with n), built once per row count.
+func sqliteUpsertSQL(n int, withTier bool) string {
+	key := [2]int{n, 0}
+	if withTier {
+		key[1] = 1
+	}
+	if s, ok := sqliteUpserts.Load(key); ok {
+		return s.(string)
+	}
+	row := "(" + strings.Repeat("?, ", 15) + "?)"
+	s := `INSERT INTO users (` + userColumns + `) VALUES ` + strings.Repeat(row+", ", n-1) + row + `
+		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "max") + `
+		RETURNING id, false`
+	sqliteUpserts.Store(key, s)
+	return s
+}
+
+var sqliteUpserts sync.Map // [2]int{rows, withTier} → SQL
+
+// readUsers reads the state a chunk of changes starts from.
+func readUsers(tx *gorm.DB, changes []Change) (*state, error) {
+	st := &state{users: make(map[string]*userState, len(changes)), holders: make(map[string]string, len(changes))}
+	ids := make([]string, 0, len(changes))
+	emails := make([]string, 0, len(changes))
+	for _, c := range changes {
+		ids = append(ids, c.Snapshot.ID)
+		if e := c.Snapshot.normalized().Email; e != nil && !c.Delete {
+			emails = append(emails, *e)
+		}
+	}
+	dialect := DialectOf(tx)
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, readSQL[dialect],
+		listArg(dialect, ids), listArg(dialect, emails))
+	if err != nil {
+		return nil, fmt.Errorf("read %d users: %w", len(ids), translate(tx, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var email *string
+		var updatedAt int64
+		var deleted bool
+		if err := rows.Scan(&id, &email, &updatedAt, &deleted); err != nil {
+			return nil, fmt.Errorf("read users: %w", err)
+		}
+		u := st.user(id)
+		u.exists, u.inDB, u.deleted, u.updatedAt, u.dbUpdatedAt = true, true, deleted, updatedAt, updatedAt
+		if !deleted {
+			u.dbEmail = email
+			st.setEmail(u, email)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read users: %w", translate(tx, err))
+	}
+	return st, nil
+}
+
+// listArg passes a list of strings: an array on Postgres, JSON on SQLite.
+func listArg(d Dialect, list []string) any {
+	if d == Postgres {
+		return list
+	}
+	b, _ := json.Marshal(list) // a []string always encodes
+	return string(b)
+}
+
+// releaseEmails runs releaseSQL for rows that give up the email they held.
+func releaseEmails(tx *gorm.DB, rows []*userState, at time.Time) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ids := make([]string, len(rows))
+	versions := make([]int64, len(rows))
+	for i, u := range rows {
+		ids[i], versions[i] = u.id, u.dbUpdatedAt
+	}
+	dialect := DialectOf(tx)
+	args := []any{ids, versions, at}
+	if dialect == SQLite {
+		args = []any{listArg(dialect, ids), at}
+	}
+	res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, releaseSQL[dialect], args...)
+	if err != nil {
+		return fmt.Errorf("release %d emails: %w", len(rows), translate(tx, err))
+	}
+	if n, err := res.RowsAffected(); err == nil && n != int64(len(rows)) {
+		return errRaced // a row changed after the read: run the transaction again
+	}
+	return nil
+}
+
+// upsertUsers writes the decided rows and checks that each was written; a
+// row that was not changed after the read by another transaction, which
+// the transaction then runs again to see.
+func upsertUsers(tx *gorm.DB, group []*userState, withTier bool, outcomes []Outcome) error {
+	if len(group) == 0 {
+		return nil
+	}
+	dialect := DialectOf(tx)
+	sql, args := pgUpsertSQL[0], pgUpsertArgs(group)
+	if withTier {
+		sql = pgUpsertSQL[1]
+	}
+	if dialect == SQLite {
+		sql, args = sqliteUpsertSQL(len(group), withTier), sqliteUpsertArgs(group)
+	}
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, sql, args...)
+	if err != nil {
+		return fmt.Errorf("upsert %d users: %w", len(group), translate(tx, err))
+	}
+	defer rows.Close()
+	byID := make(map[string]*userState, len(group))
+	for _, u := range group {
+		byID[u.id] = u
+	}
+	written := 0
+	for rows.Next() {
+		var id string
+		var inserted bool
+		if err := rows.Scan(&id, &inserted); err != nil {
+			return fmt.Errorf("upsert users: %w", err)
+		}
+		written++
+		// Postgres says whether it inserted: a row another transaction
+		// inserted after the read was updated, so the change updated it.
+		if u := byID[id]; u != nil && dialect == Postgres && !inserted && u.created >= 0 {
+			outcomes[u.created] = Updated
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("upsert users: %w", translate(tx, err))
+	}
+	if written != len(group) {
+		return errRaced // a row was written elsewhere after the read: run again
+	}
+	return nil
+}
+
+func pgUpsertArgs(group []*userState) []any {
+	n := len(group)
+	ids, tiers := make([]string, n), make([]string, n)
+	var text [6][]*string // email, first_name, last_name, image_url, username, phone_number
+	for i := range text {
+		text[i] = make([]*string, n)
+	}
+	raw := make([]*string, n)
+	versions := make([]int64, n)
+	deleted, verified := make([]bool, n), make([]bool, n)
+	for i, u := range group {
+		r := u.row
+		ids[i], tiers[i], versions[i] = r.ID, r.Tier, r.ClerkUpdatedAt
+		text[0][i], text[1][i], text[2][i] = r.Email, r.FirstName, r.LastName
+		text[3][i], text[4][i], text[5][i] = r.ImageURL, r.Username, r.PhoneNumber
+		deleted[i], verified[i], raw[i] = r.DeletedAt != nil, r.EmailVerified, r.RawJSON
+	}
+	return []any{ids, text[0], text[1], text[2], text[3], text[4], text[5], tiers, versions, deleted, verified,
+		raw, group[0].row.UpdatedAt, string(group[0].row.SyncSource)}
+}
+
+func sqliteUpsertArgs(group []*userState) []any {
+	args := make([]any, 0, 16*len(group))
+	for _, u := range group {
+		r := u.row
+		args = append(args, r.ID, r.Email, r.FirstName, r.LastName, r.ImageURL, r.Username, r.PhoneNumber, r.Tier,
+			r.ClerkUpdatedAt, r.CreatedAt, r.UpdatedAt, r.DeletedAt, string(r.SyncSource), r.EmailVerified, r.RawJSON,
+			r.SyncedAt)
+	}
+	return args
+}
+
+// translate maps a driver error to GORM's (gorm.ErrDuplicatedKey, ...), as
+// GORM does for statements it runs itself, so inTx sees a lost race.
+func translate(tx *gorm.DB, err error) error {
+	if t, ok := tx.Dialector.(gorm.ErrorTranslator); ok {
+		return t.Translate(err)
+	}
+	return err
+}
