@@ -2,7 +2,6 @@ package clerkapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"github.com/clerk/clerk-sdk-go/v2"
 	"github.com/clerk/clerk-sdk-go/v2/jwks"
 	"github.com/clerk/clerk-sdk-go/v2/user"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/usersync/usersync/models"
 )
@@ -93,10 +94,11 @@ type Page struct {
 	Size      int     // users in the page, mapped or not
 }
 
-// rawUsers keeps each user of a list response as Clerk's bytes.
+// rawUsers keeps each user of a list response as Clerk's bytes (split
+// with encoding/json/v2; the SDK has already checked the page with v1).
 type rawUsers struct {
 	clerk.APIResource
-	users []json.RawMessage
+	users []jsontext.Value
 }
 
 func (r *rawUsers) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &r.users) }

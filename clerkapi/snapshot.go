@@ -2,11 +2,15 @@ package clerkapi
 
 import (
 	"bytes"
-	"encoding/json"
+	jsonv1 "encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/usersync/usersync/models"
 )
@@ -18,17 +22,17 @@ var ErrInvalidUser = errors.New("invalid Clerk user")
 // these fields (rather than the SDK's full clerk.User) is most of what makes
 // a backfill page cheap to map.
 type clerkUser struct {
-	ID                    string          `json:"id"`
-	FirstName             *string         `json:"first_name"`
-	LastName              *string         `json:"last_name"`
-	ImageURL              *string         `json:"image_url"`
-	Username              *string         `json:"username"`
-	PrimaryEmailAddressID *string         `json:"primary_email_address_id"`
-	PrimaryPhoneNumberID  *string         `json:"primary_phone_number_id"`
-	EmailAddresses        []emailAddress  `json:"email_addresses"`
-	PhoneNumbers          []phoneNumber   `json:"phone_numbers"`
-	PublicMetadata        json.RawMessage `json:"public_metadata"`
-	UpdatedAt             int64           `json:"updated_at"`
+	ID                    string         `json:"id"`
+	FirstName             *string        `json:"first_name"`
+	LastName              *string        `json:"last_name"`
+	ImageURL              *string        `json:"image_url"`
+	Username              *string        `json:"username"`
+	PrimaryEmailAddressID *string        `json:"primary_email_address_id"`
+	PrimaryPhoneNumberID  *string        `json:"primary_phone_number_id"`
+	EmailAddresses        []emailAddress `json:"email_addresses"`
+	PhoneNumbers          []phoneNumber  `json:"phone_numbers"`
+	PublicMetadata        jsontext.Value `json:"public_metadata"`
+	UpdatedAt             int64          `json:"updated_at"`
 }
 
 type emailAddress struct {
@@ -49,7 +53,7 @@ type phoneNumber struct {
 // 4), keeping raw as the snapshot's RawJSON. It is the only mapping.
 func SnapshotFromJSON(raw []byte) (models.Snapshot, error) {
 	var u clerkUser
-	if err := json.Unmarshal(raw, &u); err != nil {
+	if err := json.Unmarshal(raw, &u, decodeOptions); err != nil {
 		return models.Snapshot{}, fmt.Errorf("%w: %v", ErrInvalidUser, err)
 	}
 	if u.ID == "" {
@@ -100,11 +104,14 @@ func (u *clerkUser) primaryPhone() *phoneNumber {
 }
 
 // tierOf reads public_metadata.tier: FREE, PRO or MAXX in any case, else "".
-func tierOf(publicMetadata json.RawMessage) string {
+func tierOf(publicMetadata jsontext.Value) string {
+	if publicMetadata.Kind() != '{' {
+		return ""
+	}
 	var md struct {
 		Tier any `json:"tier"`
 	}
-	if json.Unmarshal(publicMetadata, &md) != nil {
+	if json.Unmarshal(publicMetadata, &md, decodeOptions) != nil {
 		return ""
 	}
 	t, _ := md.Tier.(string)
@@ -129,24 +136,24 @@ func nonEmpty(s *string) *string {
 }
 
 // unstorable matches the JSON escapes Postgres's jsonb refuses: \u0000 and
-// a lone UTF-16 surrogate. A user can put either in their own
+// a lone UTF-16 surrogate (it refuses invalid UTF-8 too). A user can put either in their own
 // unsafe_metadata, and one such user must not fail every write of them.
 var unstorable = regexp.MustCompile(`(?i)\\u(0000|d[89a-f])`)
 
 // storable returns raw as Clerk sent it, or, when it holds an escape
-// Postgres refuses, re-encoded without NUL characters (lone surrogates
-// become U+FFFD).
+// Postgres refuses or invalid UTF-8, re-encoded without NUL characters
+// (lone surrogates and invalid bytes become U+FFFD).
 func storable(raw []byte) []byte {
-	if !bytes.Contains(raw, []byte(`\u`)) || !unstorable.Match(raw) {
+	if utf8.Valid(raw) && (!bytes.Contains(raw, []byte(`\u`)) || !unstorable.Match(raw)) {
 		return raw
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec := jsonv1.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber() // keep numbers exactly as sent
 	var v any
 	if dec.Decode(&v) != nil {
 		return raw
 	}
-	out, err := json.Marshal(withoutNUL(v))
+	out, err := jsonv1.Marshal(withoutNUL(v))
 	if err != nil {
 		return raw
 	}
