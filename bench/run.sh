@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Measures ingest and login performance on this machine, as README
-# "Performance and reliability" reports it:
+# Measures usersync against its two yardsticks in one run, as bench/README.md
+# reports it:
 #   1. the durable ceiling: pgbench running bench/pgbench_webhook.sql,
-#   2. usersync end to end: loadgen webhooks against a running service,
-#   3. GET /healthz and fresh login syncs on the same server.
-# Needs Go, psql and pgbench, and a Postgres where the role may CREATE DATABASE.
+#   2. the plain tuned ingester (bench/ingester) under loadgen webhooks,
+#   3. usersync under the same load (and BEFORE, an older usersync binary,
+#      when set, right after it), plus GET /healthz and fresh login syncs,
+#   4. backfill: pgbench inserting client-sent 500-row pages with 2 clients,
+#      then BenchmarkBackfill20k (20,000 users from a fake Clerk) on Postgres.
+# Each target starts from empty tables. Needs Go, psql and pgbench, and a
+# Postgres where the role may CREATE DATABASE.
 #   PGURL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable C=32 D=10 bench/run.sh
+#   BEFORE=/tmp/usersync.old bench/run.sh     # compare with another build in the same run
+#   PPROF=/tmp/cpu.pprof bench/run.sh         # also save a CPU profile of usersync under webhook load
+#   SKIP_BACKFILL=1 bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
@@ -20,26 +27,55 @@ trap 'kill $svc 2>/dev/null || true; rm -rf "$work"' EXIT
 psql "$PGURL" -qc "DROP DATABASE IF EXISTS usersync_bench WITH (FORCE)" -c "CREATE DATABASE usersync_bench" >/dev/null
 go build -o "$work/usersync" ./cmd/usersync
 go build -o "$work/loadgen" ./cmd/loadgen
+go build -o "$work/ingester" ./bench/ingester
 DATABASE_URL="$DBURL" LOG_LEVEL=warn "$work/usersync" migrate
 psql "$DBURL" -q -f bench/pgbench_setup.sql
 
 num() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
+empty() { psql "$DBURL" -qc "TRUNCATE users, webhook_events" >/dev/null; psql "$DBURL" -qc "VACUUM ANALYZE" >/dev/null; }
+up() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "no answer on $PORT" >&2; exit 1; }
+stop() { kill "$svc"; wait "$svc" 2>/dev/null || true; svc=""; }
+secret=whsec_$(head -c 32 /dev/urandom | base64)
+hooks() { "$work/loadgen" webhooks -url "http://127.0.0.1:$PORT/api/webhooks/clerk" -secret "$secret" -c "$C" -d "${D}s" -json; }
 
 echo "== pgbench ceiling: c=$C, ${D}s"
+empty
 ceiling=$(pgbench -n -M prepared -c "$C" -j 2 -T "$D" -f bench/pgbench_webhook.sql "$DBURL" |
   sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
 echo "tps $ceiling"
 
-secret=whsec_$(head -c 32 /dev/urandom | base64)
-DATABASE_URL="$DBURL" PORT=$PORT LOG_LEVEL=warn CLERK_WEBHOOK_SIGNING_SECRET="$secret" \
-  CLERK_SECRET_KEY=sk_test_usersync_fake CLERK_API_URL="http://$CLERK_ADDR" \
-  SYNC_FRESHNESS=1h SYNC_RATE_LIMIT=0 "$work/usersync" serve &
-svc=$!
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+echo "== plain tuned ingester (bench/ingester): c=$C, ${D}s"
+empty
+CLERK_WEBHOOK_SIGNING_SECRET="$secret" "$work/ingester" -db "$DBURL" -addr "127.0.0.1:$PORT" &
+svc=$!; up
+plain=$(hooks); echo "$plain"
+stop
+
+# serve BINARY starts a usersync build on $PORT with the bench configuration.
+serve() {
+  DATABASE_URL="$DBURL" PORT=$PORT LOG_LEVEL=warn CLERK_WEBHOOK_SIGNING_SECRET="$secret" \
+    CLERK_SECRET_KEY=sk_test_usersync_fake CLERK_API_URL="http://$CLERK_ADDR" \
+    SYNC_FRESHNESS=1h SYNC_RATE_LIMIT=0 "$1" serve ${PPROF:+--pprof 127.0.0.1:16060} &
+  svc=$!; up
+}
+
+before=""
+if [ -n "${BEFORE:-}" ]; then
+  echo "== usersync BEFORE ($BEFORE) webhooks: c=$C, ${D}s"
+  empty; serve "$BEFORE"
+  before=$(hooks); echo "$before"
+  before_rss=$(awk '/VmHWM/ {print $2}' "/proc/$svc/status")
+  stop
+fi
 
 echo "== usersync webhooks: c=$C, ${D}s"
-hooks=$("$work/loadgen" webhooks -url "http://127.0.0.1:$PORT/api/webhooks/clerk" -secret "$secret" -c "$C" -d "${D}s" -json)
-echo "$hooks"
+empty; serve "$work/usersync"
+if [ -n "${PPROF:-}" ]; then
+  curl -fs "http://127.0.0.1:16060/debug/pprof/profile?seconds=$((D - 2))" -o "$PPROF" &
+  prof=$!
+fi
+hooks=$(hooks); echo "$hooks"
+[ -n "${PPROF:-}" ] && wait "$prof" && echo "CPU profile: $PPROF"
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$svc/status")
 
 echo "== GET /healthz: c=$C, ${D}s"
@@ -50,18 +86,50 @@ echo "== login syncs answered fresh: c=$C, ${D}s (after a warm-up that creates t
 "$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk-addr "$CLERK_ADDR" -users 500 -c 8 -d 3s -json >/dev/null
 login=$("$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk-addr "$CLERK_ADDR" -users 500 -c "$C" -d "${D}s" -json)
 echo "$login"
+stop
+
+bf_ceiling=0; bf_rate=0
+if [ -z "${SKIP_BACKFILL:-}" ]; then
+  echo "== backfill ceiling: pgbench, client-sent 500-row INSERT … VALUES, 2 clients, ${D}s"
+  empty
+  payload=$(psql "$DBURL" -Atc "SELECT bench_payload()" | sed "s/'/''/g")
+  {
+    echo '\set base random(1, 1000000000)'
+    printf 'INSERT INTO users (id, email, first_name, last_name, image_url, tier, clerk_updated_at, created_at, updated_at, sync_source, email_verified, raw_json, synced_at) VALUES\n'
+    for i in $(seq 500); do
+      sep=","; [ "$i" = 500 ] && sep=" ON CONFLICT (id) DO NOTHING;"
+      printf "('bf_' || :base || '_%d', 'bf' || :base || '_%d@example.com', 'Load', 'Tester', 'https://img.clerk.com/x', 'FREE', 1, now(), now(), 'backfill', true, '%s', now())%s\n" "$i" "$i" "$payload" "$sep"
+    done
+  } >"$work/backfill.sql"
+  pages=$(pgbench -n -c 2 -j 2 -T "$D" -f "$work/backfill.sql" "$DBURL" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+  bf_ceiling=$(awk -v t="$pages" 'BEGIN { printf "%.0f", t * 500 }')
+  echo "rows/s $bf_ceiling"
+  echo "== backfill: BenchmarkBackfill20k/postgres (20,000 users, fake Clerk in process)"
+  bf=$(TEST_DATABASE_URL="${PGURL%/*}/postgres?sslmode=disable" go test -run '^$' -bench 'Backfill20k/postgres' -benchtime 3x ./backfill/ | tee /dev/stderr)
+  bf_rate=$(echo "$bf" | sed -n 's/.* \([0-9.]*\) users\/s.*/\1/p' | head -1)
+fi
 
 rate=$(echo "$hooks" | num rate_per_second)
 p99=$(echo "$hooks" | num p99_ms)
+plain_rate=$(echo "$plain" | num rate_per_second)
+plain_p99=$(echo "$plain" | num p99_ms)
 hz=$(echo "$health" | num rate_per_second)
 fresh=$(echo "$login" | num rate_per_second)
 echo
-echo "== summary ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
-awk -v c="$ceiling" -v r="$rate" -v p="$p99" -v rss="$rss_kib" -v hz="$hz" -v f="$fresh" -v conc="$C" 'BEGIN {
+echo "== summary ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg))"
+awk -v c="$ceiling" -v r="$rate" -v p="$p99" -v rss="$rss_kib" -v hz="$hz" -v f="$fresh" -v conc="$C" \
+    -v pr="$plain_rate" -v pp="$plain_p99" -v bc="$bf_ceiling" -v br="$bf_rate" 'BEGIN {
   printf "pgbench ceiling       %8.0f tx/s (c=%d)\n", c, conc
-  printf "usersync webhooks     %8.0f events/s  = %.2f x ceiling (goal >= 0.8)\n", r, r / c
+  printf "plain ingester        %8.0f events/s  = %.2f x ceiling, p99 %.1f ms\n", pr, pr / c, pp
+  printf "usersync webhooks     %8.0f events/s  = %.2f x plain ingester (goal >= 1.20), %.2f x ceiling\n", r, r / pr, r / c
   printf "webhook p99           %8.1f ms (goal < 50)\n", p
   printf "service peak RSS      %8.1f MiB (goal <= 64)\n", rss / 1024
   printf "GET /healthz          %8.0f req/s\n", hz
   printf "login sync, fresh     %8.0f req/s = %.2f x healthz (goal >= 0.5)\n", f, f / hz
+  if (bc > 0) printf "backfill              %8.0f users/s = %.2f x client-sent ceiling %.0f rows/s (goal >= 0.7)\n", br, br / bc, bc
 }'
+if [ -n "$before" ]; then
+  b=$(echo "$before" | num rate_per_second); bp=$(echo "$before" | num p99_ms)
+  awk -v b="$b" -v bp="$bp" -v pr="$plain_rate" -v r="$rate" -v rss="$before_rss" 'BEGIN {
+    printf "BEFORE webhooks       %8.0f events/s  = %.2f x plain ingester, p99 %.1f ms, RSS %.1f MiB (after/before %.2f)\n", b, b / pr, bp, rss / 1024, r / b }'
+fi

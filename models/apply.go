@@ -114,13 +114,19 @@ func applyChanges(tx *gorm.DB, changes []Change, src Source, at time.Time) ([]Ou
 		if err != nil {
 			return nil, err
 		}
-		outcomes := st.decide(chunk, src, at)
-		if err := st.write(tx, at, outcomes); err != nil {
+		outcomes, err := st.apply(tx, chunk, src, at)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, outcomes...)
 	}
 	return out, nil
+}
+
+// apply decides the changes against the state read and writes the result.
+func (st *state) apply(tx *gorm.DB, changes []Change, src Source, at time.Time) ([]Outcome, error) {
+	outcomes := st.decide(changes, src, at)
+	return outcomes, st.write(tx, at, outcomes)
 }
 
 // state is what one chunk knows about the users it touches: each row as

@@ -71,10 +71,11 @@ func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult
 // processBatch records the events first (which finds the duplicates), then
 // applies the rest through the one write path (apply.go), then corrects the
 // outcomes recorded as "applied" that turned out otherwise, all in the
-// caller's transaction.
+// caller's transaction. On Postgres recording the events and reading the
+// users they touch is one statement (one round trip per batch saved).
 func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error) {
 	res := make([]EventResult, len(evs))
-	todo, err := recordEvents(tx, evs, res, at)
+	todo, st, err := recordEvents(tx, evs, res, at)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +93,12 @@ func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error)
 		}
 		applied = append(applied, i)
 	}
-	outcomes, err := applyChanges(tx, changes, SourceWebhook, at)
+	var outcomes []Outcome
+	if st != nil {
+		outcomes, err = st.apply(tx, changes, SourceWebhook, at)
+	} else {
+		outcomes, err = applyChanges(tx, changes, SourceWebhook, at)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -102,24 +108,48 @@ func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error)
 	return res, fixOutcomes(tx, evs, todo, res)
 }
 
+// eventChanges are the changes evs would make, for reading their users
+// before knowing which events are new.
+func eventChanges(evs []Event) []Change {
+	changes := make([]Change, 0, len(evs))
+	for _, ev := range evs {
+		switch ev.Kind {
+		case EventUpsert:
+			changes = append(changes, Change{Snapshot: ev.Snapshot})
+		case EventDelete:
+			changes = append(changes, Change{Snapshot: Snapshot{ID: ev.UserID}, Delete: true})
+		}
+	}
+	return changes
+}
+
 // recordEventsSQL inserts the batch's new svix ids and returns those it
 // inserted; a concurrent delivery of the same message waits on the insert
-// until the other transaction ends.
-var recordEventsSQL = `INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at)
-	SELECT r.svix_id, r.event_type, r.user_id, r.outcome, $5
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS r(svix_id, event_type, user_id, outcome)
-	ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id`
+// until the other transaction ends. In the same statement it reads the
+// users the events touch ($6, $7, as readSQL): rows another transaction
+// commits meanwhile are caught by the write's guards (sql.go).
+var recordEventsSQL = `WITH ev AS (
+		INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at)
+		SELECT r.svix_id, r.event_type, r.user_id, r.outcome, $5
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS r(svix_id, event_type, user_id, outcome)
+		ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id)
+	SELECT true, svix_id, NULL, 0, false FROM ev
+	UNION ALL
+	SELECT false, id, email, clerk_updated_at, deleted_at IS NOT NULL FROM users
+	WHERE id = ANY($6::text[]) OR (email = ANY($7::text[]) AND deleted_at IS NULL AND email IS NOT NULL)`
 
-// sqliteRecordEventsSQL is recordEventsSQL for SQLite: a JSON array of rows.
+// sqliteRecordEventsSQL is the insert of recordEventsSQL for SQLite (a JSON
+// array of rows); the users are read after it with readSQL.
 var sqliteRecordEventsSQL = `INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at)
 	SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2 FROM json_each(?1) WHERE true
-	ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id`
+	ON CONFLICT (svix_id) DO NOTHING RETURNING true, svix_id, NULL, 0, false`
 
 // recordEvents inserts a webhook_events row per new svix id, recording
 // user events as "applied" for now, and marks the rest EventDuplicate:
 // those already recorded, and repeats within the batch. It returns the
-// indexes of the new events in order.
-func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]int, error) {
+// indexes of the new events in order, and on Postgres the users they touch
+// (nil: read them with applyChanges).
+func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]int, *state, error) {
 	seen := make(map[string]bool, len(evs))
 	var fresh []int
 	var ids, types, outcomes []string
@@ -142,33 +172,26 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]
 			append(outcomes, string(outcome))
 		fresh = append(fresh, i)
 	}
+	var st *state
 	query, args := recordEventsSQL, []any{ids, types, users, outcomes, at}
-	if DialectOf(tx) == SQLite {
+	if DialectOf(tx) == Postgres && len(evs) <= applyChunk {
+		st = newState(len(evs))
+		userIDs, emails := readKeys(eventChanges(evs))
+		args = append(args, userIDs, emails)
+	} else {
 		rows := make([][4]*string, len(ids))
 		for i := range ids {
 			rows[i] = [4]*string{&ids[i], &types[i], users[i], &outcomes[i]}
 		}
 		b, err := json.Marshal(rows)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		query, args = sqliteRecordEventsSQL, []any{string(b), at}
 	}
-	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query, args...)
+	isNew, err := scanRecorded(tx, query, args, st)
 	if err != nil {
-		return nil, fmt.Errorf("record %d events: %w", len(fresh), translate(tx, err))
-	}
-	defer rows.Close()
-	isNew := make(map[string]bool, len(fresh))
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("record events: %w", err)
-		}
-		isNew[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("record %d events: %w", len(fresh), translate(tx, err))
+		return nil, nil, fmt.Errorf("record %d events: %w", len(fresh), err)
 	}
 	todo := fresh[:0]
 	for _, i := range fresh {
@@ -178,7 +201,37 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]
 			res[i] = EventResult{Outcome: EventDuplicate}
 		}
 	}
-	return todo, nil
+	return todo, st, nil
+}
+
+// scanRecorded runs the record statement: rows marked true are svix ids
+// inserted, the others users read into st.
+func scanRecorded(tx *gorm.DB, query string, args []any, st *state) (map[string]bool, error) {
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query, args...)
+	if err != nil {
+		return nil, translate(tx, err)
+	}
+	defer rows.Close()
+	isNew := map[string]bool{}
+	for rows.Next() {
+		var event bool
+		var key string
+		var email *string
+		var updatedAt int64
+		var deleted bool
+		if err := rows.Scan(&event, &key, &email, &updatedAt, &deleted); err != nil {
+			return nil, err
+		}
+		if event {
+			isNew[key] = true
+			continue
+		}
+		st.add(key, email, updatedAt, deleted)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(tx, err)
+	}
+	return isNew, nil
 }
 
 // fixOutcomes rewrites the recorded outcome of events that were not applied.

@@ -100,15 +100,7 @@ var sqliteUpserts sync.Map // [2]int{rows, withTier} → SQL
 
 // readUsers reads the state a chunk of changes starts from.
 func readUsers(tx *gorm.DB, changes []Change) (*state, error) {
-	st := &state{users: make(map[string]*userState, len(changes)), holders: make(map[string]string, len(changes))}
-	ids := make([]string, 0, len(changes))
-	emails := make([]string, 0, len(changes))
-	for _, c := range changes {
-		ids = append(ids, c.Snapshot.ID)
-		if e := c.Snapshot.normalized().Email; e != nil && !c.Delete {
-			emails = append(emails, *e)
-		}
-	}
+	ids, emails := readKeys(changes)
 	dialect := DialectOf(tx)
 	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, readSQL[dialect],
 		listArg(dialect, ids), listArg(dialect, emails))
@@ -116,6 +108,7 @@ func readUsers(tx *gorm.DB, changes []Change) (*state, error) {
 		return nil, fmt.Errorf("read %d users: %w", len(ids), translate(tx, err))
 	}
 	defer rows.Close()
+	st := newState(len(changes))
 	for rows.Next() {
 		var id string
 		var email *string
@@ -124,17 +117,39 @@ func readUsers(tx *gorm.DB, changes []Change) (*state, error) {
 		if err := rows.Scan(&id, &email, &updatedAt, &deleted); err != nil {
 			return nil, fmt.Errorf("read users: %w", err)
 		}
-		u := st.user(id)
-		u.exists, u.inDB, u.deleted, u.updatedAt, u.dbUpdatedAt = true, true, deleted, updatedAt, updatedAt
-		if !deleted {
-			u.dbEmail = email
-			st.setEmail(u, email)
-		}
+		st.add(id, email, updatedAt, deleted)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read users: %w", translate(tx, err))
 	}
 	return st, nil
+}
+
+// readKeys are the ids and emails readSQL looks up for changes.
+func readKeys(changes []Change) (ids, emails []string) {
+	ids = make([]string, 0, len(changes))
+	emails = make([]string, 0, len(changes))
+	for _, c := range changes {
+		ids = append(ids, c.Snapshot.ID)
+		if e := c.Snapshot.normalized().Email; e != nil && !c.Delete {
+			emails = append(emails, *e)
+		}
+	}
+	return ids, emails
+}
+
+func newState(n int) *state {
+	return &state{users: make(map[string]*userState, n), holders: make(map[string]string, n)}
+}
+
+// add puts a row as read into the state.
+func (st *state) add(id string, email *string, updatedAt int64, deleted bool) {
+	u := st.user(id)
+	u.exists, u.inDB, u.deleted, u.updatedAt, u.dbUpdatedAt = true, true, deleted, updatedAt, updatedAt
+	if !deleted {
+		u.dbEmail = email
+		st.setEmail(u, email)
+	}
 }
 
 // listArg passes a list of strings: an array on Postgres, JSON on SQLite.
