@@ -36,6 +36,9 @@ empty() { psql "$DBURL" -qc "TRUNCATE users, webhook_events" >/dev/null; psql "$
 up() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "no answer on $PORT" >&2; exit 1; }
 stop() { kill "$svc"; wait "$svc" 2>/dev/null || true; svc=""; }
 secret=whsec_$(head -c 32 /dev/urandom | base64)
+ticks() { awk '{print $14 + $15}' "/proc/$svc/stat"; }  # user+system CPU of the target, 1/100 s
+# cpu_per_event TICKS_BEFORE REPORT: the target's CPU µs per answered event.
+cpu_per_event() { local n; n=$(echo "$2" | num requests); echo $(( ($(ticks) - $1) * 10000 / (n > 0 ? n : 1) )); }
 hooks() { "$work/loadgen" webhooks -url "http://127.0.0.1:$PORT/api/webhooks/clerk" -secret "$secret" -c "$C" -d "${D}s" -json; }
 
 echo "== pgbench ceiling: c=$C, ${D}s"
@@ -48,7 +51,7 @@ echo "== plain tuned ingester (bench/ingester): c=$C, ${D}s"
 empty
 CLERK_WEBHOOK_SIGNING_SECRET="$secret" "$work/ingester" -db "$DBURL" -addr "127.0.0.1:$PORT" &
 svc=$!; up
-plain=$(hooks); echo "$plain"
+t0=$(ticks); plain=$(hooks); echo "$plain"; plain_cpu=$(cpu_per_event "$t0" "$plain")
 stop
 
 # serve BINARY starts a usersync build on $PORT with the bench configuration.
@@ -63,7 +66,7 @@ before=""
 if [ -n "${BEFORE:-}" ]; then
   echo "== usersync BEFORE ($BEFORE) webhooks: c=$C, ${D}s"
   empty; serve "$BEFORE"
-  before=$(hooks); echo "$before"
+  t0=$(ticks); before=$(hooks); echo "$before"; before_cpu=$(cpu_per_event "$t0" "$before")
   before_rss=$(awk '/VmHWM/ {print $2}' "/proc/$svc/status")
   stop
 fi
@@ -74,7 +77,7 @@ if [ -n "${PPROF:-}" ]; then
   curl -fs "http://127.0.0.1:16060/debug/pprof/profile?seconds=$((D - 2))" -o "$PPROF" &
   prof=$!
 fi
-hooks=$(hooks); echo "$hooks"
+t0=$(ticks); hooks=$(hooks); echo "$hooks"; cpu=$(cpu_per_event "$t0" "$hooks")
 [ -n "${PPROF:-}" ] && wait "$prof" && echo "CPU profile: $PPROF"
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$svc/status")
 
@@ -118,11 +121,12 @@ fresh=$(echo "$login" | num rate_per_second)
 echo
 echo "== summary ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg))"
 awk -v c="$ceiling" -v r="$rate" -v p="$p99" -v rss="$rss_kib" -v hz="$hz" -v f="$fresh" -v conc="$C" \
-    -v pr="$plain_rate" -v pp="$plain_p99" -v bc="$bf_ceiling" -v br="$bf_rate" 'BEGIN {
+    -v pr="$plain_rate" -v pp="$plain_p99" -v bc="$bf_ceiling" -v br="$bf_rate" -v pc="$plain_cpu" -v uc="$cpu" 'BEGIN {
   printf "pgbench ceiling       %8.0f tx/s (c=%d)\n", c, conc
-  printf "plain ingester        %8.0f events/s  = %.2f x ceiling, p99 %.1f ms\n", pr, pr / c, pp
+  printf "plain ingester        %8.0f events/s  = %.2f x ceiling, p99 %.1f ms, %d us CPU/event\n", pr, pr / c, pp, pc
   printf "usersync webhooks     %8.0f events/s  = %.2f x plain ingester (goal >= 1.20), %.2f x ceiling\n", r, r / pr, r / c
   printf "webhook p99           %8.1f ms (goal < 50)\n", p
+  printf "service CPU per event %8d us\n", uc
   printf "service peak RSS      %8.1f MiB (goal <= 64)\n", rss / 1024
   printf "GET /healthz          %8.0f req/s\n", hz
   printf "login sync, fresh     %8.0f req/s = %.2f x healthz (goal >= 0.5)\n", f, f / hz
@@ -130,6 +134,6 @@ awk -v c="$ceiling" -v r="$rate" -v p="$p99" -v rss="$rss_kib" -v hz="$hz" -v f=
 }'
 if [ -n "$before" ]; then
   b=$(echo "$before" | num rate_per_second); bp=$(echo "$before" | num p99_ms)
-  awk -v b="$b" -v bp="$bp" -v pr="$plain_rate" -v r="$rate" -v rss="$before_rss" 'BEGIN {
-    printf "BEFORE webhooks       %8.0f events/s  = %.2f x plain ingester, p99 %.1f ms, RSS %.1f MiB (after/before %.2f)\n", b, b / pr, bp, rss / 1024, r / b }'
+  awk -v b="$b" -v bp="$bp" -v pr="$plain_rate" -v r="$rate" -v rss="$before_rss" -v bc="$before_cpu" 'BEGIN {
+    printf "BEFORE webhooks       %8.0f events/s  = %.2f x plain ingester, p99 %.1f ms, RSS %.1f MiB, %d us CPU/event (after/before rate %.2f)\n", b, b / pr, bp, rss / 1024, bc, r / b }'
 fi

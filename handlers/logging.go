@@ -1,7 +1,10 @@
 package handlers
 
 import (
+	"crypto/rand"
 	"log/slog"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -85,4 +88,14 @@ func validRequestID(id string) bool {
 		}
 	}
 	return true
+}
+
+// newRequestIDs returns a generator of request ids: a random prefix per
+// process and a counter, unique without reading crypto/rand per request.
+func newRequestIDs() func() string {
+	prefix := rand.Text()[:12] + "-"
+	var n atomic.Uint64
+	return func() string {
+		return prefix + strconv.FormatUint(n.Add(1), 36)
+	}
 }

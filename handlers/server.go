@@ -91,8 +91,12 @@ func New(d Deps) *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 
+	// The chain every request passes is kept short: no body limit (the two
+	// routes that read a body bound it themselves), no timeout context (the
+	// webhook bounds its database work with DBTimeout; only the login sync,
+	// which calls Clerk, gets RequestTimeout), request ids from a counter.
 	e.Pre(dropBadRequestID)
-	e.Use(middleware.RequestID())
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestIDs()}))
 	e.Use(s.logRequests())
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableErrorHandler: true, // logRequests answers the returned error
@@ -101,8 +105,6 @@ func New(d Deps) *echo.Echo {
 			return err
 		},
 	}))
-	e.Use(middleware.BodyLimit("1MiB")) // a guard for every route; handlers may read less
-	e.Use(middleware.ContextTimeout(RequestTimeout))
 	if len(d.CORSAllowedOrigins) > 0 {
 		// Only the login-time sync is called from browsers. With no origins
 		// configured there are no CORS headers at all (Echo's default is "*").
@@ -120,6 +122,6 @@ func New(d Deps) *echo.Echo {
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
 	e.POST("/api/webhooks/clerk", s.clerkWebhook)
-	e.POST(syncPath, s.syncUser)
+	e.POST(syncPath, s.syncUser, middleware.ContextTimeout(RequestTimeout))
 	return e
 }

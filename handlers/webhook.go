@@ -134,7 +134,7 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return nil, fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", limit), nil)
+		return nil, fail(http.StatusRequestEntityTooLarge, "request body too large", nil)
 	case err != nil:
 		return nil, fail(http.StatusBadRequest, "could not read request body", err)
 	}

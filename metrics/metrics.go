@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,8 @@ type Metrics struct {
 	HTTPDuration *prometheus.HistogramVec
 	// WebhookEventsDeleted counts webhook_events rows the retention job deleted.
 	WebhookEventsDeleted prometheus.Counter
+	httpObservers        sync.Map // httpSeries → prometheus.Observer, saving the label lookup per request
+
 	// RetentionLastSuccess is when the retention job last finished a pass
 	// (Unix seconds; 0 until the first, and always 0 when retention is off).
 	RetentionLastSuccess prometheus.Gauge
@@ -134,5 +137,17 @@ func (m *Metrics) ObserveHTTP(route, method string, status int, took time.Durati
 	default:
 		method = "other"
 	}
-	m.HTTPDuration.WithLabelValues(route, method, strconv.Itoa(status)).Observe(took.Seconds())
+	key := httpSeries{route, method, status}
+	o, ok := m.httpObservers.Load(key)
+	if !ok {
+		o, _ = m.httpObservers.LoadOrStore(key, m.HTTPDuration.WithLabelValues(route, method, strconv.Itoa(status)))
+	}
+	o.(prometheus.Observer).Observe(took.Seconds())
+}
+
+// httpSeries names one latency series; routes are the registered paths,
+// so the cache of observers stays small.
+type httpSeries struct {
+	route, method string
+	status        int
 }

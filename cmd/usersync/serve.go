@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
-	"runtime/debug"
+	"os"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -76,7 +76,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if *pprofAddr != "" {
 		go servePprof(*pprofAddr, log)
 	}
-	tuneGC(getenv)
+	setMemoryLimit(getenv, os.DirFS("/sys/fs/cgroup"), log)
 	return listenAndServe(ctx, cfg.Port, handlers.New(deps), log)
 }
 
@@ -95,19 +95,6 @@ func startRetention(ctx context.Context, cfg config.Config, db *gorm.DB, m *metr
 		job.Run(ctx)
 	}()
 	return func() { cancel(); <-done }
-}
-
-// tuneGC trades memory the service does not need for CPU: collecting at
-// 4x the live heap instead of 2x cut webhook CPU by a fifth under load
-// (bench/README.md), while a soft memory limit keeps the process near
-// 56 MiB however large the heap grows. GOGC and GOMEMLIMIT override both.
-func tuneGC(getenv func(string) string) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(56 << 20)
-	}
 }
 
 // servePprof exposes the profiler on its own listener, never on the public port.
