@@ -112,6 +112,8 @@ func New(d Deps) *echo.Echo {
 			AllowOrigins:     d.CORSAllowedOrigins,
 			AllowMethods:     []string{http.MethodPost, http.MethodOptions},
 			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType},
+			// Readable by the page: a 429's wait, and the id to quote in a bug report.
+			ExposeHeaders:    []string{"Retry-After", echo.HeaderXRequestID},
 			AllowCredentials: true, // the __session cookie path
 			MaxAge:           600,
 		}))
