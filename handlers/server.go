@@ -108,12 +108,11 @@ func New(d Deps) *echo.Echo {
 		// Only the login-time sync is called from browsers. With no origins
 		// configured there are no CORS headers at all (Echo's default is "*").
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
-			Skipper:      func(c echo.Context) bool { return c.Request().URL.Path != syncPath },
-			AllowOrigins: d.CORSAllowedOrigins,
-			AllowMethods: []string{http.MethodPost, http.MethodOptions},
-			AllowHeaders: []string{echo.HeaderAuthorization, echo.HeaderContentType},
-			// Readable by the page: a 429's wait, and the id to quote in a bug report.
-			ExposeHeaders:    []string{"Retry-After", echo.HeaderXRequestID},
+			Skipper:          func(c echo.Context) bool { return c.Request().URL.Path != syncPath },
+			AllowOrigins:     d.CORSAllowedOrigins,
+			AllowMethods:     []string{http.MethodPost, http.MethodOptions},
+			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType},
+			ExposeHeaders:    []string{"Retry-After", echo.HeaderXRequestID}, // readable by the page
 			AllowCredentials: true, // the __session cookie path
 			MaxAge:           600,
 		}))
