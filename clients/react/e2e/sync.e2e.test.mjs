@@ -345,8 +345,10 @@ e2e("a 429 waits the server's Retry-After, then syncs", async (open) => {
   const posts = p.posts();
   const waited = posts[1].t - answers[0].t;
   console.log(`# 429 → retry after ${waited} ms (Retry-After: ${RETRY_AFTER_S} s)`);
-  assert.ok(waited >= RETRY_AFTER_S * 1000 - 100, `retried after ${waited} ms, before Retry-After`);
-  assert.ok(waited < RETRY_AFTER_S * 1000 + 2000, `retried after ${waited} ms, long after Retry-After`);
+  // Times are when the DevTools events reach this process, so allow some slack;
+  // without the exposed header the page would retry after 1 s.
+  assert.ok(waited >= RETRY_AFTER_S * 1000 - 500, `retried after ${waited} ms, before Retry-After`);
+  assert.ok(waited < RETRY_AFTER_S * 1000 + 2500, `retried after ${waited} ms, long after Retry-After`);
 });
 
 e2e("a 410 is not retried, and not asked again after a reload", async (open) => {
