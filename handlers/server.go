@@ -112,6 +112,7 @@ func New(d Deps) *echo.Echo {
 			AllowOrigins:     d.CORSAllowedOrigins,
 			AllowMethods:     []string{http.MethodPost, http.MethodOptions},
 			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType},
+			ExposeHeaders:    []string{"Retry-After", echo.HeaderXRequestID},
 			AllowCredentials: true, // the __session cookie path
 			MaxAge:           600,
 		}))
