@@ -46,9 +46,13 @@ func (s *server) handleError(err error, c echo.Context) {
 	switch {
 	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
 		// The client hung up; nothing was committed, and it will not read the answer.
-		s.Log.Info("client went away", "request_id", requestID(c), "route", c.Path())
+		s.Log.Info("client went away", "request_id", requestID(c), "route", clip(c.Path()))
 	case status >= 500:
-		s.Log.Error("request failed", "request_id", requestID(c), "route", c.Path(), "status", status, "err", err)
+		s.Log.Error("request failed", "request_id", requestID(c), "route", clip(c.Path()), "status", status, "err", err)
+	case errors.Unwrap(err) != nil:
+		// A client mistake: the answer is short, the cause (often decoder
+		// text about attacker-chosen input) is logged, cut to size.
+		s.Log.Info("request refused", "request_id", requestID(c), "route", clip(c.Path()), "status", status, "err", clip(err.Error()))
 	}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)

@@ -113,6 +113,9 @@ func New(d Deps) *echo.Echo {
 			AllowMethods:     []string{http.MethodPost, http.MethodOptions},
 			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType},
 			AllowCredentials: true, // the __session cookie path
+			// Without these a cross-origin page cannot read how long to wait
+			// after a 429, or the id to quote in a bug report.
+			ExposeHeaders: []string{"Retry-After", echo.HeaderXRequestID},
 			MaxAge:           600,
 		}))
 	}

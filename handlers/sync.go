@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +41,9 @@ func (s *server) syncUser(c echo.Context) error {
 }
 
 func (s *server) sync(c echo.Context) (string, models.User, error) {
+	if err := s.checkCookieOrigin(c.Request()); err != nil {
+		return "", models.User{}, err
+	}
 	if s.Sessions == nil || s.Clerk == nil {
 		return "", models.User{}, fail(http.StatusServiceUnavailable, "login-time sync is not configured (CLERK_SECRET_KEY)", nil)
 	}
@@ -82,17 +87,52 @@ func (s *server) authenticate(c echo.Context) (string, error) {
 	case errors.Is(err, clerkapi.ErrUnavailable):
 		return "", fail(http.StatusBadGateway, "could not fetch Clerk's signing keys", err)
 	case err != nil:
-		s.Log.Info("session rejected", "request_id", requestID(c), "reason", err.Error())
+		s.Log.Info("session rejected", "request_id", requestID(c), "reason", clip(err.Error()))
 		return "", fail(http.StatusUnauthorized, "invalid or missing session token", nil)
 	}
 	c.Set(logUserID, claims.Subject)
 	return claims.Subject, nil
 }
 
+// checkCookieOrigin refuses a request authenticated by the __session cookie
+// whose Origin is neither an allowed origin nor this service itself: a
+// browser attaches the cookie to a cross-site "simple" POST (text/plain, no
+// custom headers) without any preflight, so CORS alone does not stop it.
+// Requests without Origin (not from a browser) and bearer tokens, which a
+// foreign page cannot read, are not affected.
+func (s *server) checkCookieOrigin(r *http.Request) error {
+	if _, bearer := bearerToken(r); bearer {
+		return nil
+	}
+	if _, err := r.Cookie("__session"); err != nil {
+		return nil
+	}
+	origin := r.Header.Get(echo.HeaderOrigin)
+	if origin == "" || slices.Contains(s.CORSAllowedOrigins, origin) || sameOrigin(origin, r.Host) {
+		return nil
+	}
+	return fail(http.StatusForbidden, "Forbidden: origin not allowed", nil)
+}
+
+// sameOrigin reports whether origin names the host the request was sent to.
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && host != "" && (u.Scheme == "http" || u.Scheme == "https") && strings.EqualFold(u.Host, host)
+}
+
+// bearerToken reads "Authorization: Bearer <token>".
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
 // sessionToken is the bearer token, or else the __session cookie.
 func sessionToken(r *http.Request) string {
-	if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		return strings.TrimSpace(token)
+	if token, ok := bearerToken(r); ok {
+		return token
 	}
 	if c, err := r.Cookie("__session"); err == nil {
 		return c.Value
