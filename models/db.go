@@ -42,6 +42,9 @@ func Open(ctx context.Context, dialect Dialect, dsn string) (*gorm.DB, error) {
 	case Postgres:
 		dialector = postgres.Open(dsn)
 	case SQLite:
+		if err := privateSQLiteFiles(dsn); err != nil {
+			return nil, err
+		}
 		sep := "?"
 		if strings.Contains(dsn, "?") {
 			sep = "&"
