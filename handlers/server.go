@@ -116,7 +116,7 @@ func New(d Deps) *echo.Echo {
 			// Without these a cross-origin page cannot read how long to wait
 			// after a 429, or the id to quote in a bug report.
 			ExposeHeaders: []string{"Retry-After", echo.HeaderXRequestID},
-			MaxAge:           600,
+			MaxAge:        600,
 		}))
 	}
 
