@@ -29,7 +29,10 @@ const maxSyncBody = 16 << 10
 func (s *server) syncUser(c echo.Context) error {
 	outcome, row, err := s.sync(c)
 	label := outcome
-	if err != nil {
+	switch {
+	case errors.Is(err, clerkapi.ErrKeysUnavailable):
+		label = "clerk_held_off" // answered without calling Clerk
+	case err != nil:
 		label = syncFailureLabel(err)
 	}
 	s.Metrics.LoginSyncs.WithLabelValues(label).Inc()
@@ -84,6 +87,13 @@ func syncFailureLabel(err error) string {
 func (s *server) authenticate(c echo.Context) (string, error) {
 	claims, err := s.Sessions.Verify(c.Request().Context(), sessionToken(c.Request()))
 	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "", err // the caller hung up or ran out of time waiting for the JWKS
+	case errors.Is(err, clerkapi.ErrKeysUnavailable):
+		// Held off without calling Clerk: the failed fetch itself was
+		// logged as an error; logging each of these too would let anyone
+		// with a made-up kid set off the alert.
+		return "", &apiError{status: http.StatusBadGateway, message: "could not fetch Clerk's signing keys", cause: err, quiet: true}
 	case errors.Is(err, clerkapi.ErrUnavailable):
 		return "", fail(http.StatusBadGateway, "could not fetch Clerk's signing keys", err)
 	case err != nil:
