@@ -67,6 +67,7 @@ type server struct {
 	events      *models.Batcher
 	syncLimiter *middleware.RateLimiterMemoryStore
 	confirmed   *confirmations
+	bodies      *bodyBudget
 }
 
 // New returns the HTTP handler with every route and middleware in place.
@@ -87,6 +88,7 @@ func New(d Deps) *echo.Echo {
 			Rate: d.SyncRate, Burst: d.SyncBurst, ExpiresIn: 5 * time.Minute,
 		}),
 		confirmed: newConfirmations(),
+		bodies:    newBodyBudget(bodyBudgetBytes),
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

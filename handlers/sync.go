@@ -57,7 +57,7 @@ func (s *server) sync(c echo.Context) (string, models.User, error) {
 	if err := s.limitUser(c, userID); err != nil {
 		return "", models.User{}, err
 	}
-	if err := checkBodyUserID(c, userID); err != nil {
+	if err := s.checkBodyUserID(c, userID); err != nil {
 		return "", models.User{}, err
 	}
 	return s.syncFromClerk(c.Request().Context(), userID)
@@ -162,8 +162,9 @@ func (s *server) limitUser(c echo.Context, userID string) error {
 
 // checkBodyUserID reads the optional body; of the seed's fields only userId
 // is looked at, and only to reject a caller naming another user.
-func checkBodyUserID(c echo.Context, userID string) error {
-	body, err := readBody(c, maxSyncBody)
+func (s *server) checkBodyUserID(c echo.Context, userID string) error {
+	body, release, err := s.readBody(c, maxSyncBody)
+	defer release()
 	if err != nil || len(bytes.TrimSpace(body)) == 0 {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	svix "github.com/svix/svix-webhooks/go"
@@ -112,7 +111,8 @@ func (s *server) clerkWebhook(c echo.Context) error {
 // applies it. label is the outcome, or what stopped the delivery.
 func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResult, string, error) {
 	var ev models.Event
-	body, err := readBody(c, maxBody)
+	body, release, err := s.readBody(c, maxBody)
+	defer release()
 	if err != nil {
 		return ev, models.EventResult{}, "unreadable", err
 	}
@@ -174,17 +174,4 @@ func eventErrorMessage(err error) string {
 		return err.Error() // ParseEvent's own fixed texts
 	}
 	return "invalid Clerk event"
-}
-
-// readBody reads at most limit bytes; a larger body is answered 413.
-func readBody(c echo.Context, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", limit), nil)
-	case err != nil:
-		return nil, fail(http.StatusBadRequest, "could not read request body", err)
-	}
-	return body, nil
 }
