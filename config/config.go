@@ -214,7 +214,7 @@ func (p *parser) baseURL(name, def string) string {
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.fail(name, "%q is not an http(s) URL", v)
+		p.fail(name, "is not an http(s) URL such as https://api.clerk.com") // the value may hold credentials
 	}
 	return strings.TrimRight(v, "/")
 }

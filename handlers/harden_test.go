@@ -254,3 +254,20 @@ func errorLines(log string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// Item 5, in depth: even if a pattern reached the handler, origins are
+// compared exactly, so https://*.vercel.app does not admit another site.
+func TestCORSOriginsAreExact(t *testing.T) {
+	db := modelstest.New(t, models.SQLite)
+	h := handlers.New(handlers.Deps{DB: db, CORSAllowedOrigins: []string{"https://*.vercel.app", "http://localhost:*", origin}})
+	for from, want := range map[string]string{"https://attacker.vercel.app": "", "http://localhost:3001": "", origin: origin} {
+		req := httptest.NewRequest(http.MethodOptions, "/api/user/sync", nil)
+		req.Header.Set("Origin", from)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if got := rec.Header().Get("Access-Control-Allow-Origin"); got != want {
+			t.Errorf("preflight from %s: Access-Control-Allow-Origin %q, want %q", from, got, want)
+		}
+	}
+}

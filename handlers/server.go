@@ -5,6 +5,7 @@ package handlers
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -110,8 +111,12 @@ func New(d Deps) *echo.Echo {
 		// Only the login-time sync is called from browsers. With no origins
 		// configured there are no CORS headers at all (Echo's default is "*").
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
-			Skipper:          func(c echo.Context) bool { return c.Request().URL.Path != syncPath },
-			AllowOrigins:     d.CORSAllowedOrigins,
+			Skipper: func(c echo.Context) bool { return c.Request().URL.Path != syncPath },
+			// Exact comparison only: Echo would read '*' and '?' in
+			// AllowOrigins as patterns and allow any matching origin.
+			AllowOriginFunc: func(origin string) (bool, error) {
+				return slices.Contains(d.CORSAllowedOrigins, origin), nil
+			},
 			AllowMethods:     []string{http.MethodPost, http.MethodOptions},
 			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType},
 			AllowCredentials: true, // the __session cookie path
