@@ -84,9 +84,14 @@ func (s *server) readBody(c echo.Context, limit int64) (body []byte, release fun
 		return nil, func() {}, fail(http.StatusServiceUnavailable, "server busy, retry later", nil)
 	}
 	release = func() { s.bodies.release(size) }
-	// Not supported by test recorders; a real connection always is.
-	_ = http.NewResponseController(c.Response().Writer).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	// Not supported by test recorders; a real connection always is. Once
+	// the body is in, the deadline is lifted again: net/http's background
+	// read (which notices a client hanging up) would otherwise hit it while
+	// the handler still works and cancel the request.
+	rc := http.NewResponseController(c.Response().Writer)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err = readInto(http.MaxBytesReader(c.Response(), req.Body, limit), make([]byte, size), req.ContentLength >= 0)
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		release()
 		return nil, func() {}, err
