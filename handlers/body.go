@@ -73,6 +73,13 @@ func (b *bodyBudget) release(n int64) {
 // calls release once it no longer needs the body.
 func (s *server) readBody(c echo.Context, limit int64) (body []byte, release func(), err error) {
 	req := c.Request()
+	defer func() {
+		if err != nil {
+			// Close the connection after the answer: net/http would otherwise
+			// drain the unread body first, waiting on a stalled sender.
+			c.Response().Header().Set(echo.HeaderConnection, "close")
+		}
+	}()
 	size := limit // unknown length (chunked): reserve the most it may be
 	if req.ContentLength > limit {
 		return nil, func() {}, tooLarge(limit)
@@ -81,7 +88,8 @@ func (s *server) readBody(c echo.Context, limit int64) (body []byte, release fun
 	}
 	if !s.bodies.acquire(req.Context(), size, bodyWait) {
 		c.Response().Header().Set("Retry-After", "1")
-		return nil, func() {}, fail(http.StatusServiceUnavailable, "server busy, retry later", nil)
+		// Shedding load is expected under a flood: a warning, not an alert per request.
+		return nil, func() {}, &apiError{status: http.StatusServiceUnavailable, message: "server busy, retry later", quiet: true}
 	}
 	release = func() { s.bodies.release(size) }
 	// Not supported by test recorders; a real connection always is. Once

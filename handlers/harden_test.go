@@ -1,10 +1,12 @@
 package handlers_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -270,5 +272,47 @@ func TestCORSOriginsAreExact(t *testing.T) {
 		if got := rec.Header().Get("Access-Control-Allow-Origin"); got != want {
 			t.Errorf("preflight from %s: Access-Control-Allow-Origin %q, want %q", from, got, want)
 		}
+	}
+}
+
+// Item 3, in process: with the 64 MiB budget held by 64 stalled 1 MiB
+// bodies, more deliveries wait briefly and then get 503 with Retry-After,
+// and the stalled ones are cut off by the body read deadline with 408.
+func TestWebhookBodyBudget(t *testing.T) {
+	srv := httptest.NewServer(newHandler(t, modelstest.New(t, models.SQLite), secret1))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	const stalled, extra = 64, 6
+	statuses := make(chan string, stalled+extra)
+	var wg sync.WaitGroup
+	for i := range stalled + extra {
+		if i == stalled {
+			time.Sleep(500 * time.Millisecond) // the first 64 hold the budget
+		}
+		wg.Go(func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				statuses <- err.Error()
+				return
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "POST /api/webhooks/clerk HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n{", addr, 1<<20)
+			c.SetReadDeadline(time.Now().Add(15 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				statuses <- err.Error()
+				return
+			}
+			statuses <- fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("Retry-After"))
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	got := map[string]int{}
+	for s := range statuses {
+		got[s]++
+	}
+	if got["408 "] != stalled || got["503 1"] != extra {
+		t.Errorf("answers = %v, want %d × 408 and %d × 503 with Retry-After: 1", got, stalled, extra)
 	}
 }
