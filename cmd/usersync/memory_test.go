@@ -56,18 +56,15 @@ func TestStalledDeliveriesStayWithinMemory(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 
 	var wg sync.WaitGroup
-	conns := make(chan net.Conn, senders)
+	held := &heldConns{}
 	for i := range senders {
-		wg.Go(func() { stallDelivery(t, addr, i, announced, conns) })
+		wg.Go(func() { stallDelivery(t, addr, i, announced, held) })
 	}
 	peak := 0
 	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		peak = max(peak, vmRSSKiB(t, cmd.Process.Pid))
 	}
-	close(conns)
-	for c := range conns {
-		c.Close()
-	}
+	held.closeAll()
 	wg.Wait()
 	t.Logf("peak RSS with %d stalled %d-byte deliveries: %d MiB", senders, announced, peak>>10)
 	if peak>>10 >= limitMiB {
@@ -92,15 +89,45 @@ func TestStalledDeliveriesStayWithinMemory(t *testing.T) {
 	}
 }
 
+// heldConns are the stalled connections, closed together by the test; one
+// dialled after that is closed at once.
+type heldConns struct {
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+}
+
+func (h *heldConns) add(c net.Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		c.Close()
+		return false
+	}
+	h.conns = append(h.conns, c)
+	return true
+}
+
+func (h *heldConns) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, c := range h.conns {
+		c.Close()
+	}
+}
+
 // stallDelivery announces a body of size bytes, sends all but the last and
-// leaves the connection open (handing it to conns for the test to close).
-func stallDelivery(t *testing.T, addr string, i, size int, conns chan<- net.Conn) {
+// leaves the connection open (held for the test to close).
+func stallDelivery(t *testing.T, addr string, i, size int, held *heldConns) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Errorf("dial %d: %v", i, err)
 		return
 	}
-	conns <- c
+	if !held.add(c) {
+		return
+	}
 	head := fmt.Sprintf("POST /api/webhooks/clerk HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
 		"svix-id: msg_stall_%d\r\nsvix-timestamp: %d\r\nsvix-signature: v1,c3RhbGw=\r\nContent-Length: %d\r\n\r\n",
 		addr, i, time.Now().Unix(), size)
