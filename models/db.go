@@ -65,6 +65,9 @@ func OpenWith(ctx context.Context, dialect Dialect, dsn string, opts Options) (*
 		}
 		dialector = postgres.New(postgres.Config{Conn: pool})
 	case SQLite:
+		if err := privateSQLiteFiles(dsn); err != nil {
+			return nil, err
+		}
 		sep := "?"
 		if strings.Contains(dsn, "?") {
 			sep = "&"
