@@ -1,2 +1,4 @@
-export { useUserSync, resetUserSync, UserSyncError } from "./useUserSync";
-export type { SyncStatus, SyncedUser, UseUserSyncOptions, UseUserSyncResult } from "./useUserSync";
+export { syncUser, knownSync, resetUserSync, UserSyncError } from "./sync.js";
+export type { KnownSync, SyncedUser, SyncOptions, SyncUserOptions } from "./sync.js";
+export { useUserSync } from "./useUserSync.js";
+export type { AuthState, SyncStatus, UseUserSyncOptions, UseUserSyncResult } from "./useUserSync.js";

@@ -1,84 +1,84 @@
-import { useAuth, useUser } from "@clerk/clerk-react";
 import { useEffect, useRef, useState } from "react";
 
-import { syncUser, UserSyncError, type SyncedUser } from "./sync";
-
-export { UserSyncError, type SyncedUser };
+import { knownSync, syncUser, type SyncedUser, type SyncOptions, type UserSyncError } from "./sync.js";
 
 export type SyncStatus = "idle" | "syncing" | "synced" | "error";
 
-export interface UseUserSyncOptions {
-  /** The usersync endpoint, same-origin or not. Default "/api/user/sync". */
-  endpoint?: string;
-  /** Tries in all for network errors, 502, 503, 504 and 429. Default 3. */
-  attempts?: number;
-  /** First backoff in ms, doubled each retry, with jitter. Default 500. */
-  baseDelayMs?: number;
-  /** Longest backoff in ms. Default 8000. */
-  maxDelayMs?: number;
-  /** fetch's credentials: "include" sends the __session cookie cross-origin. Default "same-origin". */
-  credentials?: RequestCredentials;
-  /** Called once a sync fails for good. The hook itself never throws. */
-  onError?: (error: UserSyncError) => void;
-  /** Called with the synced record. */
-  onSynced?: (user: SyncedUser) => void;
-  /** Log progress with user ids only (never emails or names) to console.debug. */
-  debug?: boolean;
+/**
+ * The part of Clerk's useAuth() result the hook reads. Pass useAuth() itself,
+ * from whichever Clerk package your app uses: @clerk/nextjs, @clerk/react,
+ * @clerk/clerk-react, @clerk/react-router, … This package imports none of
+ * them, so it never brings a second copy of Clerk (or a deprecated one) into
+ * your app, and never reads another package's React context.
+ */
+export interface AuthState {
+  isLoaded: boolean;
+  isSignedIn?: boolean | null;
+  userId?: string | null;
+  getToken: () => Promise<string | null | undefined>;
 }
 
-export type UseUserSyncResult = ReturnType<typeof useUser> & {
+export interface UseUserSyncOptions extends SyncOptions {
+  /**
+   * Called when the sync fails for good, and on mount when a 403 or 410 is
+   * remembered from earlier in the session. The hook itself never throws.
+   */
+  onError?: (error: UserSyncError) => void;
+  /** Called with the synced record (not after a reload: the sync happened earlier). */
+  onSynced?: (user: SyncedUser) => void;
+}
+
+export interface UseUserSyncResult {
   syncStatus: SyncStatus;
-  /** The row usersync answered with; null until synced (and after a reload, when the sync happened earlier). */
+  /** The row usersync answered with; null until synced, and after a reload (the sync happened earlier). */
   syncedUser: SyncedUser | null;
   syncError: UserSyncError | null;
-};
+}
 
-// One sync per user id per browser tab. inflight joins concurrent mounts
-// (React strict mode runs every effect twice) to one request; synced keeps
-// the answer across remounts; sessionStorage remembers it across reloads.
-const inflight = new Map<string, Promise<SyncedUser>>();
-const synced = new Map<string, SyncedUser>();
-const storageKey = (userId: string) => `usersync:synced:${userId}`;
+type State = UseUserSyncResult & { userId: string | null };
+
+const idle: State = { userId: null, syncStatus: "idle", syncedUser: null, syncError: null };
+
+function stateFor(userId: string | null): State {
+  if (!userId) return idle;
+  const prior = knownSync(userId);
+  if (prior?.status === "synced") return { userId, syncStatus: "synced", syncedUser: prior.user, syncError: null };
+  if (prior?.status === "error") return { userId, syncStatus: "error", syncedUser: null, syncError: prior.error };
+  return { userId, syncStatus: "syncing", syncedUser: null, syncError: null };
+}
 
 /**
- * useUserSync is Clerk's useUser() plus the login-time sync: once the user
- * is loaded and signed in, it POSTs {userId} with the session token to the
- * usersync endpoint, at most once per user per browser session.
+ * useUserSync makes the login-time sync: once Clerk has loaded and the user
+ * is signed in, it POSTs {userId} with the session token to the usersync
+ * endpoint, at most once per user per browser session (see syncUser).
+ *
+ *   const { syncStatus, syncedUser } = useUserSync(useAuth(), { endpoint });
  */
-export function useUserSync(options: UseUserSyncOptions = {}): UseUserSyncResult {
-  const clerk = useUser();
-  const { getToken } = useAuth();
-  const userId = clerk.isLoaded && clerk.isSignedIn ? clerk.user?.id : undefined;
-  const [state, setState] = useState<{ status: SyncStatus; user: SyncedUser | null; error: UserSyncError | null }>({
-    status: "idle",
-    user: null,
-    error: null,
-  });
-  const latest = useRef({ options, getToken });
-  latest.current = { options, getToken };
+export function useUserSync(auth: AuthState, options: UseUserSyncOptions = {}): UseUserSyncResult {
+  const userId = auth.isLoaded && auth.isSignedIn && auth.userId ? auth.userId : null;
+  const [state, setState] = useState<State>(() => stateFor(userId));
+  // The latest getToken and options, without restarting the effect when the
+  // caller passes new objects on every render.
+  const latest = useRef({ getToken: auth.getToken, options });
+  latest.current = { getToken: auth.getToken, options };
 
   useEffect(() => {
-    if (!userId) {
-      setState({ status: "idle", user: null, error: null });
-      return;
-    }
-    if (synced.has(userId) || storedAsSynced(userId)) {
-      setState({ status: "synced", user: synced.get(userId) ?? null, error: null });
-      return;
-    }
-    let active = true;
-    setState({ status: "syncing", user: null, error: null });
+    const next = stateFor(userId);
+    setState((s) => (sameState(s, next) ? s : next));
     const { options: opts } = latest.current;
-    (inflight.get(userId) ?? start(userId, latest.current)).then(
+    if (next.syncError) opts.onError?.(next.syncError); // a 403 or 410 remembered from earlier in the session
+    if (!userId || next.syncStatus !== "syncing") return;
+    let active = true;
+    syncUser({ ...opts, userId, getToken: () => latest.current.getToken() }).then(
       (user) => {
         if (!active) return;
-        setState({ status: "synced", user, error: null });
-        opts.onSynced?.(user);
+        setState({ userId, syncStatus: "synced", syncedUser: user, syncError: null });
+        if (user) opts.onSynced?.(user);
       },
-      (err: UserSyncError) => {
+      (error: UserSyncError) => {
         if (!active) return;
-        setState({ status: "error", user: null, error: err });
-        opts.onError?.(err);
+        setState({ userId, syncStatus: "error", syncedUser: null, syncError: error });
+        opts.onError?.(error);
       },
     );
     return () => {
@@ -86,70 +86,11 @@ export function useUserSync(options: UseUserSyncOptions = {}): UseUserSyncResult
     };
   }, [userId]);
 
-  return { ...clerk, syncStatus: state.status, syncedUser: state.user, syncError: state.error } as UseUserSyncResult;
+  // Before the effect has run for a new user, answer for that user already.
+  const current = state.userId === userId ? state : stateFor(userId);
+  return { syncStatus: current.syncStatus, syncedUser: current.syncedUser, syncError: current.syncError };
 }
 
-function start(
-  userId: string,
-  { options, getToken }: { options: UseUserSyncOptions; getToken: () => Promise<string | null> },
-): Promise<SyncedUser> {
-  const log = (message: string, fields: Record<string, unknown>) => {
-    if (options.debug) console.debug(`[usersync] ${message}`, fields);
-  };
-  log("syncing", { userId });
-  const request = syncUser({
-    endpoint: options.endpoint ?? "/api/user/sync",
-    userId,
-    getToken: () => getToken(),
-    fetch: (input, init) => fetch(input, init),
-    credentials: options.credentials ?? "same-origin",
-    attempts: options.attempts ?? 3,
-    baseDelayMs: options.baseDelayMs ?? 500,
-    maxDelayMs: options.maxDelayMs ?? 8000,
-    log,
-  })
-    .then((user) => {
-      synced.set(userId, user);
-      storeAsSynced(userId);
-      log("synced", { userId });
-      return user;
-    })
-    .catch((err: UserSyncError) => {
-      log("sync failed", { userId, status: err.status });
-      throw err;
-    })
-    .finally(() => inflight.delete(userId));
-  inflight.set(userId, request);
-  return request;
-}
-
-function storedAsSynced(userId: string): boolean {
-  try {
-    return globalThis.sessionStorage?.getItem(storageKey(userId)) === "1";
-  } catch {
-    return false; // storage disabled: the in-memory record still limits it to once per page load
-  }
-}
-
-function storeAsSynced(userId: string): void {
-  try {
-    globalThis.sessionStorage?.setItem(storageKey(userId), "1");
-  } catch {
-    // storage full or disabled: nothing to do
-  }
-}
-
-/** resetUserSync forgets every sync in this tab (call it on sign-out, or between tests). */
-export function resetUserSync(): void {
-  inflight.clear();
-  synced.clear();
-  try {
-    const storage = globalThis.sessionStorage;
-    for (let i = storage.length - 1; i >= 0; i--) {
-      const key = storage.key(i);
-      if (key?.startsWith("usersync:synced:")) storage.removeItem(key);
-    }
-  } catch {
-    // no storage
-  }
+function sameState(a: State, b: State): boolean {
+  return a.userId === b.userId && a.syncStatus === b.syncStatus && a.syncedUser === b.syncedUser && a.syncError === b.syncError;
 }
