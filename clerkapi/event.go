@@ -95,4 +95,3 @@ func (e Event) Snapshot() (models.Snapshot, error) {
 func hasControl(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
-

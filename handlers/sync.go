@@ -40,7 +40,7 @@ func (s *server) syncUser(c echo.Context) error {
 		return err
 	}
 	c.Set(logOutcome, outcome)
-	return c.JSON(http.StatusOK, map[string]any{"success": true, "outcome": outcome, "user": userResponse(row)})
+	return c.JSON(http.StatusOK, syncJSON{Outcome: outcome, Success: true, User: userResponse(row)})
 }
 
 func (s *server) sync(c echo.Context) (string, models.User, error) {
@@ -261,6 +261,13 @@ func (s *server) fresh(u models.User) bool {
 		last = *u.SyncedAt
 	}
 	return time.Since(last) < s.SyncFreshness
+}
+
+// syncJSON is the sync response (fields in the order a map would encode them).
+type syncJSON struct {
+	Outcome string   `json:"outcome"`
+	Success bool     `json:"success"`
+	User    userJSON `json:"user"`
 }
 
 // userJSON is the user object of the sync response.

@@ -27,7 +27,7 @@ import (
 // statements whose SQL is built once (sql.go). The write statements repeat
 // the ordering and tombstone guards and report the rows they wrote, so a
 // row another transaction changed after the read is detected, and the
-// transaction runs again (inTx). A new kind of row (organizations,
+// transaction runs again (inTx), then reading under row locks. A new kind of row (organizations,
 // memberships) adds its own read, decide and write steps beside these.
 
 // Change is one thing to do to the users table: apply a snapshot, or, when
@@ -45,8 +45,8 @@ const applyChunk = 500
 // outcome. A 2xx answer may be given once it returns nil: the transaction
 // has committed (rule 6).
 func Apply(ctx context.Context, db *gorm.DB, changes []Change, src Source) ([]Outcome, error) {
-	return inTx(ctx, db, func(tx *gorm.DB) ([]Outcome, error) {
-		return applyChanges(tx, changes, src, now())
+	return inTx(ctx, db, func(tx *gorm.DB, lock bool) ([]Outcome, error) {
+		return applyChanges(tx, changes, src, now(), lock)
 	})
 }
 
@@ -79,8 +79,8 @@ var errDryRun = errors.New("dry run")
 // DryRunSnapshots reports what ApplySnapshots would do and writes nothing:
 // it runs the same transaction and rolls it back.
 func DryRunSnapshots(ctx context.Context, db *gorm.DB, snaps []Snapshot, src Source) ([]Outcome, error) {
-	out, err := inTx(ctx, db, func(tx *gorm.DB) ([]Outcome, error) {
-		out, err := applyChanges(tx, snapshotChanges(snaps), src, now())
+	out, err := inTx(ctx, db, func(tx *gorm.DB, lock bool) ([]Outcome, error) {
+		out, err := applyChanges(tx, snapshotChanges(snaps), src, now(), lock)
 		if err == nil {
 			err = errDryRun
 		}
@@ -105,12 +105,13 @@ func snapshotChanges(snaps []Snapshot) []Change {
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 // applyChanges runs the chunks in order inside the caller's transaction;
-// each chunk reads what the chunks before it wrote.
-func applyChanges(tx *gorm.DB, changes []Change, src Source, at time.Time) ([]Outcome, error) {
+// each chunk reads what the chunks before it wrote (under row locks when
+// lock is set: see inTx).
+func applyChanges(tx *gorm.DB, changes []Change, src Source, at time.Time, lock bool) ([]Outcome, error) {
 	out := make([]Outcome, 0, len(changes))
 	for start := 0; start < len(changes); start += applyChunk {
 		chunk := changes[start:min(start+applyChunk, len(changes))]
-		st, err := readUsers(tx, chunk)
+		st, err := readUsers(tx, chunk, lock)
 		if err != nil {
 			return nil, err
 		}

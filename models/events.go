@@ -63,8 +63,8 @@ func ProcessEvent(ctx context.Context, db *gorm.DB, ev Event) (EventResult, erro
 // none of it does. Concurrent deliveries share a commit this way (the
 // handlers' batcher).
 func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult, error) {
-	return inTx(ctx, db, func(tx *gorm.DB) ([]EventResult, error) {
-		return processBatch(tx, evs, now())
+	return inTx(ctx, db, func(tx *gorm.DB, lock bool) ([]EventResult, error) {
+		return processBatch(tx, evs, now(), lock)
 	})
 }
 
@@ -73,9 +73,9 @@ func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult
 // outcomes recorded as "applied" that turned out otherwise, all in the
 // caller's transaction. On Postgres recording the events and reading the
 // users they touch is one statement (one round trip per batch saved).
-func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error) {
+func processBatch(tx *gorm.DB, evs []Event, at time.Time, lock bool) ([]EventResult, error) {
 	res := make([]EventResult, len(evs))
-	todo, st, err := recordEvents(tx, evs, res, at)
+	todo, st, err := recordEvents(tx, evs, res, at, !lock)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error)
 	if st != nil {
 		outcomes, err = st.apply(tx, changes, SourceWebhook, at)
 	} else {
-		outcomes, err = applyChanges(tx, changes, SourceWebhook, at)
+		outcomes, err = applyChanges(tx, changes, SourceWebhook, at, lock)
 	}
 	if err != nil {
 		return nil, err
@@ -128,15 +128,17 @@ func eventChanges(evs []Event) []Change {
 // until the other transaction ends. In the same statement it reads the
 // users the events touch ($6, $7, as readSQL): rows another transaction
 // commits meanwhile are caught by the write's guards (sql.go).
-var recordEventsSQL = `WITH ev AS (
-		INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at)
-		SELECT r.svix_id, r.event_type, r.user_id, r.outcome, $5
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS r(svix_id, event_type, user_id, outcome)
-		ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id)
-	SELECT true, svix_id, NULL, 0, false FROM ev
+var recordEventsSQL = `WITH ev AS (` + recordOnlySQL + `)
+	SELECT * FROM ev
 	UNION ALL
 	SELECT false, id, email, clerk_updated_at, deleted_at IS NOT NULL FROM users
 	WHERE id = ANY($6::text[]) OR (email = ANY($7::text[]) AND deleted_at IS NULL AND email IS NOT NULL)`
+
+// recordOnlySQL is the insert of recordEventsSQL alone.
+const recordOnlySQL = `INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at)
+	SELECT r.svix_id, r.event_type, r.user_id, r.outcome, $5
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS r(svix_id, event_type, user_id, outcome)
+	ON CONFLICT (svix_id) DO NOTHING RETURNING true, svix_id, NULL::text, 0::bigint, false`
 
 // sqliteRecordEventsSQL is the insert of recordEventsSQL for SQLite (a JSON
 // array of rows); the users are read after it with readSQL.
@@ -147,9 +149,9 @@ var sqliteRecordEventsSQL = `INSERT INTO webhook_events (svix_id, event_type, us
 // recordEvents inserts a webhook_events row per new svix id, recording
 // user events as "applied" for now, and marks the rest EventDuplicate:
 // those already recorded, and repeats within the batch. It returns the
-// indexes of the new events in order, and on Postgres the users they touch
-// (nil: read them with applyChanges).
-func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]int, *state, error) {
+// indexes of the new events in order, and, when readToo is set, on
+// Postgres, the users they touch (nil: read them with applyChanges).
+func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time, readToo bool) ([]int, *state, error) {
 	seen := make(map[string]bool, len(evs))
 	var fresh []int
 	var ids, types, outcomes []string
@@ -173,12 +175,13 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]
 		fresh = append(fresh, i)
 	}
 	var st *state
-	query, args := recordEventsSQL, []any{ids, types, users, outcomes, at}
-	if DialectOf(tx) == Postgres && len(evs) <= applyChunk {
+	query, args := recordOnlySQL, []any{ids, types, users, outcomes, at}
+	switch {
+	case DialectOf(tx) == Postgres && readToo && len(evs) <= applyChunk:
 		st = newState(len(evs))
 		userIDs, emails := readKeys(eventChanges(evs))
-		args = append(args, userIDs, emails)
-	} else {
+		query, args = recordEventsSQL, append(args, userIDs, emails)
+	case DialectOf(tx) == SQLite:
 		rows := make([][4]*string, len(ids))
 		for i := range ids {
 			rows[i] = [4]*string{&ids[i], &types[i], users[i], &outcomes[i]}

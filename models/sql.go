@@ -98,11 +98,20 @@ func sqliteUpsertSQL(n int, withTier bool) string {
 
 var sqliteUpserts sync.Map // [2]int{rows, withTier} → SQL
 
+// lockingReadSQL is readSQL taking row locks, in id order so that two
+// transactions lock shared rows in the same order (Postgres; a SQLite
+// transaction holds the write lock from its start).
+var lockingReadSQL = readSQL[Postgres] + ` ORDER BY id FOR UPDATE`
+
 // readUsers reads the state a chunk of changes starts from.
-func readUsers(tx *gorm.DB, changes []Change) (*state, error) {
+func readUsers(tx *gorm.DB, changes []Change, lock bool) (*state, error) {
 	ids, emails := readKeys(changes)
 	dialect := DialectOf(tx)
-	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, readSQL[dialect],
+	query := readSQL[dialect]
+	if lock && dialect == Postgres {
+		query = lockingReadSQL
+	}
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query,
 		listArg(dialect, ids), listArg(dialect, emails))
 	if err != nil {
 		return nil, fmt.Errorf("read %d users: %w", len(ids), translate(tx, err))

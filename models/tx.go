@@ -16,15 +16,18 @@ var errRaced = errors.New("concurrent write, retry")
 
 // inTx runs fn in a transaction and commits only if fn succeeds. A transaction
 // that lost a race to a concurrent one (a deadlock, a serialization failure,
-// another row taking the same email between our read and our write) is rolled
-// back and run again from the start, a bounded number of times.
-func inTx[T any](ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) (T, error)) (T, error) {
+// a row changed or an email taken between our read and our write) is rolled
+// back and run again from the start, a bounded number of times. The first
+// run reads optimistically, without row locks (the writes check what they
+// read); a run after a lost race reads under row locks (lock is true), so
+// under contention transactions queue instead of losing again.
+func inTx[T any](ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB, lock bool) (T, error)) (T, error) {
 	var out T
 	var err error
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			var fnErr error
-			out, fnErr = fn(tx)
+			out, fnErr = fn(tx, attempt > 1)
 			return fnErr
 		})
 		if err == nil || !retryable(err) || ctx.Err() != nil {
