@@ -65,6 +65,7 @@ type Deps struct {
 type server struct {
 	Deps
 	events      *batcher
+	profiles    *profileReader
 	syncLimiter *middleware.RateLimiterMemoryStore
 	confirmed   *confirmations
 	bodies      *bodyBudget
@@ -82,8 +83,9 @@ func New(d Deps) *echo.Echo {
 		d.SyncRate, d.SyncBurst = rate.Every(syncRefill), syncBurst
 	}
 	s := &server{
-		Deps:   d,
-		events: newBatcher(d.DB, maxEventBatch, eventWorkers, DBTimeout),
+		Deps:     d,
+		events:   newBatcher(d.DB, maxEventBatch, eventWorkers, DBTimeout),
+		profiles: newProfileReader(d.DB, maxEventBatch, eventWorkers),
 		syncLimiter: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 			Rate: d.SyncRate, Burst: d.SyncBurst, ExpiresIn: 5 * time.Minute,
 		}),

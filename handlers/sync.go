@@ -216,7 +216,7 @@ var errGone = fail(http.StatusGone, "user was deleted in Clerk", nil)
 func (s *server) findUser(ctx context.Context, id string) (models.User, error) {
 	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
 	defer cancel()
-	u, err := models.FindProfile(ctx, s.DB, id)
+	u, err := s.profiles.find(ctx, id)
 	if err != nil && !errors.Is(err, models.ErrNotFound) {
 		return u, dbUnavailable(err)
 	}

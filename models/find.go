@@ -38,11 +38,7 @@ func FindUser(ctx context.Context, db *gorm.DB, id string) (User, error) {
 }
 
 func findUser(ctx context.Context, db *gorm.DB, query map[Dialect]string, id string) (User, error) {
-	var u User
-	row := db.Statement.ConnPool.QueryRowContext(ctx, query[DialectOf(db)], id)
-	err := row.Scan(&u.ID, &u.Email, &u.FirstName, &u.LastName, &u.ImageURL, &u.Username, &u.PhoneNumber,
-		&u.Tier, &u.ClerkUpdatedAt, &u.CreatedAt, &u.UpdatedAt, &u.DeletedAt, &u.SyncSource, &u.EmailVerified,
-		&u.SyncedAt, &u.RawJSON)
+	u, err := scanUser(db.Statement.ConnPool.QueryRowContext(ctx, query[DialectOf(db)], id).Scan)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, ErrNotFound
 	}
@@ -74,4 +70,41 @@ func EachLiveUserID(ctx context.Context, db *gorm.DB, fn func(id string) error) 
 		}
 		after = ids[len(ids)-1]
 	}
+}
+
+// findProfilesSQL reads many rows by id in one query (profileColumns).
+var findProfilesSQL = map[Dialect]string{
+	Postgres: `SELECT ` + profileColumns + `, NULL FROM users WHERE id = ANY($1::text[])`,
+	SQLite:   `SELECT ` + profileColumns + `, NULL FROM users WHERE id IN (SELECT value FROM json_each(?1))`,
+}
+
+// FindProfiles is FindProfile for many ids in one query: the rows found,
+// by id (an id without a row is absent).
+func FindProfiles(ctx context.Context, db *gorm.DB, ids []string) (map[string]User, error) {
+	dialect := DialectOf(db)
+	rows, err := db.Statement.ConnPool.QueryContext(ctx, findProfilesSQL[dialect], listArg(dialect, ids))
+	if err != nil {
+		return nil, fmt.Errorf("find %d users: %w", len(ids), err)
+	}
+	defer rows.Close()
+	found := make(map[string]User, len(ids))
+	for rows.Next() {
+		u, err := scanUser(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("find users: %w", err)
+		}
+		found[u.ID] = u
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find %d users: %w", len(ids), err)
+	}
+	return found, nil
+}
+
+func scanUser(scan func(dest ...any) error) (User, error) {
+	var u User
+	err := scan(&u.ID, &u.Email, &u.FirstName, &u.LastName, &u.ImageURL, &u.Username, &u.PhoneNumber,
+		&u.Tier, &u.ClerkUpdatedAt, &u.CreatedAt, &u.UpdatedAt, &u.DeletedAt, &u.SyncSource, &u.EmailVerified,
+		&u.SyncedAt, &u.RawJSON)
+	return u, err
 }

@@ -310,7 +310,7 @@ func TestRawJSONIsStored(t *testing.T) {
 
 // FindProfile reads the same row FindUser does, without raw_json.
 func TestFindProfileMatchesFindUser(t *testing.T) {
-	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+	modelstest.EachWithPooler(t, func(t *testing.T, db *gorm.DB) {
 		ctx := context.Background()
 		s := snap("user_a", 10, email("a@x.io"), tier("PRO"), func(s *models.Snapshot) { s.PhoneNumber = ptr("+1") })
 		if _, err := models.ApplySnapshot(ctx, db, s, models.SourceLogin); err != nil {
@@ -335,6 +335,23 @@ func TestFindProfileMatchesFindUser(t *testing.T) {
 		}
 		if _, err := models.FindProfile(ctx, db, "nobody"); err != models.ErrNotFound {
 			t.Errorf("unknown id: err = %v, want ErrNotFound", err)
+		}
+		// FindProfiles reads the same rows in one query; unknown ids are absent.
+		many, err := models.FindProfiles(ctx, db, []string{"user_a", "nobody", "user_b", "user_a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(many) != 2 {
+			t.Fatalf("FindProfiles found %d rows, want 2", len(many))
+		}
+		for _, id := range []string{"user_a", "user_b"} {
+			one, err := models.FindProfile(ctx, db, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(one, many[id]); diff != "" {
+				t.Errorf("%s (-FindProfile +FindProfiles):\n%s", id, diff)
+			}
 		}
 	})
 }
