@@ -192,7 +192,7 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time, rea
 		}
 		query, args = sqliteRecordEventsSQL, []any{string(b), at}
 	}
-	isNew, err := scanRecorded(tx, query, args, st)
+	isNew, err := scanRecorded(tx, query, pgArgs(DialectOf(tx), args...), st)
 	if err != nil {
 		return nil, nil, fmt.Errorf("record %d events: %w", len(fresh), err)
 	}

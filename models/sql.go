@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 )
 
@@ -16,6 +17,23 @@ import (
 // batch; pgx sends it as an unnamed statement (cache_describe), which is
 // safe through a transaction-mode pooler. SQLite takes JSON arrays for reads
 // and a VALUES list, cached per row count, for the upsert.
+
+// planEachTime is passed first to the Postgres statements of the write path
+// and the batched reads: pgx then sends them as unnamed statements, planned
+// with their values each time, also on a direct connection where pgx would
+// otherwise prepare them and Postgres would settle on a generic plan. A
+// generic plan made while the table was empty is a sequential scan, kept
+// until the next ANALYZE: each batch then scans the whole table. (Unnamed
+// statements are also what a transaction-mode pooler needs.)
+const planEachTime = pgx.QueryExecModeCacheDescribe
+
+// pgArgs prepends planEachTime to a Postgres statement's arguments.
+func pgArgs(d Dialect, args ...any) []any {
+	if d != Postgres {
+		return args
+	}
+	return append([]any{planEachTime}, args...)
+}
 
 // userColumns is the order upsert rows are written in.
 const userColumns = `id, email, first_name, last_name, image_url, username, phone_number, tier,
@@ -112,7 +130,7 @@ func readUsers(tx *gorm.DB, changes []Change, lock bool) (*state, error) {
 		query = lockingReadSQL
 	}
 	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query,
-		listArg(dialect, ids), listArg(dialect, emails))
+		pgArgs(dialect, listArg(dialect, ids), listArg(dialect, emails))...)
 	if err != nil {
 		return nil, fmt.Errorf("read %d users: %w", len(ids), translate(tx, err))
 	}
@@ -185,7 +203,7 @@ func releaseEmails(tx *gorm.DB, rows []*userState, at time.Time) error {
 	if dialect == SQLite {
 		args = []any{listArg(dialect, ids), at}
 	}
-	res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, releaseSQL[dialect], args...)
+	res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, releaseSQL[dialect], pgArgs(dialect, args...)...)
 	if err != nil {
 		return fmt.Errorf("release %d emails: %w", len(rows), translate(tx, err))
 	}
@@ -210,7 +228,7 @@ func upsertUsers(tx *gorm.DB, group []*userState, withTier bool, outcomes []Outc
 	if dialect == SQLite {
 		sql, args = sqliteUpsertSQL(len(group), withTier), sqliteUpsertArgs(group)
 	}
-	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, sql, args...)
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, sql, pgArgs(dialect, args...)...)
 	if err != nil {
 		return fmt.Errorf("upsert %d users: %w", len(group), translate(tx, err))
 	}
