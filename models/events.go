@@ -29,6 +29,11 @@ const (
 	EventIgnore EventKind = iota // an event type usersync does not act on
 	EventUpsert                  // user.created, user.updated
 	EventDelete                  // user.deleted
+	// Organizations and memberships (contract section 7).
+	EventOrgUpsert        // organization.created, organization.updated
+	EventOrgDelete        // organization.deleted
+	EventMembershipUpsert // organizationMembership.created, .updated
+	EventMembershipDelete // organizationMembership.deleted
 )
 
 // Event is a verified, decoded webhook delivery.
@@ -36,8 +41,12 @@ type Event struct {
 	SvixID   string
 	Type     string // Clerk's event type, e.g. "user.created"
 	Kind     EventKind
-	UserID   string
+	UserID   string   // data.id: the user, organization or membership id
 	Snapshot Snapshot // for EventUpsert
+	// Org is the organization of EventOrgUpsert and EventOrgDelete (only
+	// its ID for a deletion); Membership that of the membership events.
+	Org        OrgSnapshot
+	Membership MembershipSnapshot
 }
 
 // EventResult is what processing an event did.
@@ -284,6 +293,8 @@ func applyEvent(tx *gorm.DB, ev Event, at time.Time) (EventResult, error) {
 		upsert, err = applySnapshot(tx, ev.Snapshot, SourceWebhook, at)
 	case EventDelete:
 		upsert, err = tombstone(tx, ev.UserID, SourceWebhook, at)
+	case EventOrgUpsert, EventOrgDelete, EventMembershipUpsert, EventMembershipDelete:
+		return applyOrgEvent(tx, ev, at)
 	default:
 		return EventResult{Outcome: EventIgnored}, nil
 	}

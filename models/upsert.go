@@ -22,6 +22,7 @@ func ApplySnapshot(ctx context.Context, db *gorm.DB, s Snapshot, src Source) (Ou
 // Tombstone records that Clerk deleted the user (rule 5): the row keeps its id
 // and tier, loses its personal data, and no later snapshot changes it. An
 // unknown id becomes a tombstone too, so a late user.created cannot revive it.
+// The user's live memberships become tombstones in the same transaction (rule 9).
 func Tombstone(ctx context.Context, db *gorm.DB, id string, src Source) (Outcome, error) {
 	return inTx(ctx, db, func(tx *gorm.DB) (Outcome, error) {
 		return tombstone(tx, id, src, now())
@@ -233,6 +234,12 @@ func tombstone(tx *gorm.DB, id string, src Source, at time.Time) (Outcome, error
 	res := tx.Clauses(tombstoneClause).Create(&row)
 	if res.Error != nil {
 		return "", fmt.Errorf("tombstone user %s: %w", id, res.Error)
+	}
+	// Rule 9: the user's live memberships go with it (also when the row was
+	// already a tombstone, so a membership that raced the first deletion
+	// is caught by the redelivery).
+	if err := tombstoneUserMemberships(tx, id, src, at); err != nil {
+		return "", err
 	}
 	if res.RowsAffected == 0 {
 		return Gone, nil
