@@ -25,7 +25,9 @@ func TestMigrateThroughPooler(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i := range errs {
-		wg.Go(func() { errs[i] = run(context.Background(), []string{"migrate"}, env, &bytes.Buffer{}, &bytes.Buffer{}) })
+		wg.Go(func() {
+			errs[i] = run(context.Background(), []string{"migrate"}, env, &bytes.Buffer{}, &bytes.Buffer{})
+		})
 	}
 	wg.Wait()
 	for range 2 {
