@@ -194,23 +194,29 @@ func TestPooler(t *testing.T) {
 }
 
 func TestConnectionLine(t *testing.T) {
-	const neon = "postgres://u:p@ep-x-pooler.eu-central-1.aws.neon.tech/app?sslmode=require"
+	direct := migrated(t, models.Postgres)
+	pooled := modelstest.PooledDSN(t)
 	cases := []struct {
 		db   config.Database
 		want string
 	}{
-		{config.Database{Dialect: models.Postgres, DSN: "postgres://u@127.0.0.1:5432/app", MaxConns: 10},
-			"ok    connection      direct to Postgres"},
-		{config.Database{Dialect: models.Postgres, DSN: neon, MaxConns: 10},
-			"ok    connection      pooled, through Neon's pooled endpoint (ep-x-pooler.eu-central-1.aws.neon.tech): supported as is; migrations run through the pooler too"},
-		{config.Database{Dialect: models.Postgres, DSN: neon, MigrateDSN: "postgres://u:p@ep-x.neon.tech/app", MaxConns: 4},
+		{config.Database{Dialect: models.Postgres, DSN: direct, MaxConns: 10},
+			"ok    connection      direct to Postgres; 10 connections per instance"},
+		{config.Database{Dialect: models.Postgres, DSN: pooled, MaxConns: 10},
+			"ok    connection      through a pooler: supported as is; migrations run through it too"},
+		{config.Database{Dialect: models.Postgres, DSN: pooled, MigrateDSN: direct, MaxConns: 4},
 			"migrations use DATABASE_URL_UNPOOLED; 4 connections per instance (DATABASE_MAX_CONNS)"},
-		{config.Database{Dialect: models.Postgres, DSN: neon + "&default_query_exec_mode=cache_statement", MaxConns: 10},
-			"FAIL  connection      pooled, through Neon's pooled endpoint (ep-x-pooler.eu-central-1.aws.neon.tech), but DATABASE_URL asks for default_query_exec_mode=cache_statement"},
+		{config.Database{Dialect: models.Postgres, DSN: pooled + "&default_query_exec_mode=cache_statement", MaxConns: 10},
+			"FAIL  connection      through a pooler, but DATABASE_URL asks for default_query_exec_mode=cache_statement"},
 	}
 	for _, tc := range cases {
 		c := &check.Checker{Cfg: config.Config{Database: tc.db}}
-		if got := c.Connection(context.Background()).String(); !strings.Contains(got, tc.want) {
+		if r := c.Database(context.Background()); r.Status != check.OK {
+			t.Fatal(r)
+		}
+		got := c.Connection(context.Background()).String()
+		c.Close()
+		if !strings.Contains(got, tc.want) {
 			t.Errorf("Connection(%s) = %q, want it to contain %q", tc.db.DSN, got, tc.want)
 		}
 	}

@@ -95,28 +95,38 @@ func (c *Checker) sqliteWritable(ctx context.Context) Result {
 	return ok(name, "the SQLite file is writable")
 }
 
-// Connection says whether DATABASE_URL points at a pooler or straight at
-// Postgres, from the URL alone.
-func (c *Checker) Connection(context.Context) Result {
+// Connection says whether DATABASE_URL reaches Postgres through a pooler
+// (as the service detects it) and whether the settings fit.
+func (c *Checker) Connection(ctx context.Context) Result {
 	const name = "connection"
 	d := c.Cfg.Database
 	if d.Dialect == models.SQLite {
 		return ok(name, "embedded SQLite: one instance only; use Postgres to run several replicas")
 	}
-	pooler := Pooler(d.DSN)
-	if pooler == "" {
-		return ok(name, "direct to Postgres (a pooled URL works too)")
+	if c.db == nil {
+		return Result{Name: name, Status: Skip, Detail: "the database is not reachable"}
+	}
+	pooled, err := models.DetectPooler(ctx, d.DSN)
+	if err != nil {
+		return fail(name, "cannot connect: %s", oneLine(err))
+	}
+	if !pooled {
+		return ok(name, "direct to Postgres; %d connections per instance (DATABASE_MAX_CONNS)", d.MaxConns)
+	}
+	via := "a pooler"
+	if p := Pooler(d.DSN); p != "" {
+		via = p
 	}
 	if strings.Contains(d.DSN, "default_query_exec_mode=cache_statement") {
-		return fail(name, "pooled, through %s, but DATABASE_URL asks for default_query_exec_mode=cache_statement: "+
-			"named prepared statements break on a transaction pooler; remove the parameter", pooler)
+		return fail(name, "through %s, but DATABASE_URL asks for default_query_exec_mode=cache_statement: "+
+			"named prepared statements break on a transaction pooler; remove the parameter", via)
 	}
-	migrations := "migrations run through the pooler too (set DATABASE_URL_UNPOOLED to run them over a direct URL)"
+	migrations := "migrations run through it too (set DATABASE_URL_UNPOOLED to run them over a direct URL)"
 	if d.MigrateDSN != "" {
 		migrations = "migrations use DATABASE_URL_UNPOOLED"
 	}
-	return ok(name, "pooled, through %s: supported as is; %s; %d connections per instance (DATABASE_MAX_CONNS)",
-		pooler, migrations, d.MaxConns)
+	return ok(name, "through %s: supported as is; %s; %d connections per instance (DATABASE_MAX_CONNS)",
+		via, migrations, d.MaxConns)
 }
 
 // Pooler names the connection pooler a Postgres URL points at, or "" when

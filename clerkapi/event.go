@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/usersync/usersync/models"
 )
@@ -49,7 +51,14 @@ func (d *eventData) UnmarshalJSON(b []byte) error {
 
 // ParseEvent decodes a verified webhook body. It requires a JSON object with
 // a string "type" and a "data" object with a non-empty string "id".
+//
+// A body that is not valid UTF-8, or whose type or data.id holds a control
+// character, is refused: Postgres would refuse to store it, and a delivery
+// it refuses is retried for days instead of being answered 400 once.
 func ParseEvent(body []byte) (Event, error) {
+	if !utf8.Valid(body) {
+		return Event{}, fmt.Errorf("%w: body is not valid UTF-8", ErrNotClerkEvent)
+	}
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Event{}, fmt.Errorf("%w: invalid JSON", ErrNotClerkEvent)
@@ -71,6 +80,9 @@ func ParseEvent(body []byte) (Event, error) {
 	if ev.UserID == "" {
 		return Event{}, fmt.Errorf("%w: no data.id", ErrNotClerkEvent)
 	}
+	if hasControl(ev.Type) || hasControl(ev.UserID) {
+		return Event{}, fmt.Errorf("%w: control character in type or data.id", ErrNotClerkEvent)
+	}
 	return ev, nil
 }
 
@@ -80,6 +92,11 @@ func (e Event) Snapshot() (models.Snapshot, error) {
 		return models.Snapshot{}, fmt.Errorf("%w: %v", ErrInvalidUser, e.userErr)
 	}
 	return snapshotOf(&e.user, e.Data), nil
+}
+
+// hasControl reports a C0 control character (NUL among them) or DEL.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 func isObject(raw []byte) bool {

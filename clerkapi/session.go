@@ -25,6 +25,14 @@ const Leeway = 5 * time.Second
 // fetch, so a flood of tokens with made-up kids cannot hammer Clerk.
 const jwksRefetchInterval = 10 * time.Second
 
+// maxJWKSBackoff caps how long a 429's Retry-After can hold off the next fetch.
+const maxJWKSBackoff = 10 * time.Minute
+
+// ErrKeysUnavailable means the last JWKS fetch (started by another caller)
+// failed and no key held matches; it wraps ErrUnavailable. Every such token
+// gets it without a call to Clerk until the next fetch is allowed.
+var ErrKeysUnavailable = fmt.Errorf("%w: signing keys unavailable", ErrUnavailable)
+
 // jwksTTL is how long fetched keys are trusted before the JWKS is fetched
 // again, so a key Clerk has rotated out stops verifying.
 const jwksTTL = time.Hour
@@ -49,10 +57,12 @@ type SessionVerifier struct {
 	cfg       SessionConfig
 	staticKey *clerk.JSONWebKey
 
-	fetchMu   sync.Mutex // one JWKS fetch at a time
-	mu        sync.RWMutex
+	mu        sync.Mutex
 	keys      map[string]*clerk.JSONWebKey // by kid
-	fetchedAt time.Time
+	fetchedAt time.Time                    // of the keys held
+	fetchErr  error                        // of the last fetch, nil when it succeeded
+	nextFetch time.Time                    // no fetch starts before this
+	fetching  chan struct{}                // closed when the fetch in flight ends
 
 	verified tokenCache
 }
@@ -139,11 +149,14 @@ func (v *SessionVerifier) authorizedParty(azp string) bool {
 }
 
 // key finds the verification key: the static PEM key, or the JWKS entry
-// for kid. The JWKS is fetched again when kid is unknown (at most once per
-// jwksRefetchInterval, so made-up kids cannot hammer Clerk) or the keys are
-// older than jwksTTL (so a key Clerk removed stops verifying). Callers that
-// arrive during a fetch wait for it; lookups of fresh keys never wait. If
-// Clerk cannot be reached, the keys already held keep working.
+// for kid. The JWKS is fetched again when kid is unknown or the keys are
+// older than jwksTTL (so a key Clerk removed stops verifying), but at most
+// once per jwksRefetchInterval, or later when Clerk's 429 asked for longer,
+// whether the fetch succeeds, fails or its caller hangs up: made-up kids or
+// a failing Clerk cannot make the service hammer the Backend API. The fetch
+// runs detached from the caller's request, one at a time; callers that
+// arrive during it wait for it (or until their own request ends). If Clerk
+// cannot be reached, the keys already held keep working.
 func (v *SessionVerifier) key(ctx context.Context, kid string) (*clerk.JSONWebKey, error) {
 	if v.staticKey != nil {
 		return v.staticKey, nil
@@ -151,25 +164,65 @@ func (v *SessionVerifier) key(ctx context.Context, kid string) (*clerk.JSONWebKe
 	if kid == "" {
 		return nil, fmt.Errorf("%w: no kid", ErrInvalidSession)
 	}
-	if k, at := v.cached(kid); k != nil && v.cfg.Clock.Now().Sub(at) < jwksTTL {
+	now := v.cfg.Clock.Now()
+	v.mu.Lock()
+	k := v.keys[kid]
+	if k != nil && now.Sub(v.fetchedAt) < jwksTTL {
+		v.mu.Unlock()
 		return k, nil
 	}
-	v.fetchMu.Lock()
-	defer v.fetchMu.Unlock()
-	k, fetchedAt := v.cached(kid)
-	age := v.cfg.Clock.Now().Sub(fetchedAt)
-	switch {
-	case k != nil && age < jwksTTL:
-		return k, nil // fetched by the caller we waited for
-	case k == nil && !fetchedAt.IsZero() && age < jwksRefetchInterval:
-		return nil, fmt.Errorf("%w: unknown kid", ErrInvalidSession)
+	done, started := v.fetching, false
+	if done == nil && !now.Before(v.nextFetch) {
+		done, started = make(chan struct{}), true
+		v.fetching, v.nextFetch = done, now.Add(jwksRefetchInterval)
+		go v.fetch(done)
 	}
-	set, err := v.cfg.Client.JWKS(ctx)
-	if err != nil {
-		if k != nil {
-			return k, nil
+	v.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return nil, err
+	}
+	return v.lookup(kid, started)
+}
+
+// lookup answers from the keys held after the last fetch; started says
+// whether this caller started that fetch, and so reports its failure.
+// Everyone else gets ErrKeysUnavailable.
+func (v *SessionVerifier) lookup(kid string, started bool) (*clerk.JSONWebKey, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch {
+	case v.keys[kid] != nil:
+		return v.keys[kid], nil
+	case v.fetchErr != nil && started:
+		return nil, v.fetchErr
+	case v.fetchErr != nil:
+		// The kid may be one Clerk has just rotated in: not the caller's fault.
+		return nil, fmt.Errorf("%w until %s after: %w", ErrKeysUnavailable, v.nextFetch.UTC().Format(time.RFC3339), v.fetchErr)
+	}
+	return nil, fmt.Errorf("%w: unknown kid", ErrInvalidSession)
+}
+
+// fetch gets the JWKS on a context of its own, so a caller hanging up
+// cannot abort it, and records the keys or the failure.
+func (v *SessionVerifier) fetch(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), CallTimeout)
+	defer cancel()
+	set, err := v.cfg.Client.JWKS(ctx)
+	now := v.cfg.Clock.Now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	defer close(done)
+	v.fetching = nil
+	if err != nil {
+		v.fetchErr = err
+		if wait := min(RetryAfter(err), maxJWKSBackoff); now.Add(wait).After(v.nextFetch) {
+			v.nextFetch = now.Add(wait)
+		}
+		return
 	}
 	keys := make(map[string]*clerk.JSONWebKey, len(set.Keys))
 	for _, k := range set.Keys {
@@ -177,19 +230,7 @@ func (v *SessionVerifier) key(ctx context.Context, kid string) (*clerk.JSONWebKe
 			keys[k.KeyID] = k
 		}
 	}
-	v.mu.Lock()
-	v.keys, v.fetchedAt = keys, v.cfg.Clock.Now()
-	v.mu.Unlock()
-	if k := keys[kid]; k != nil {
-		return k, nil
-	}
-	return nil, fmt.Errorf("%w: unknown kid", ErrInvalidSession)
-}
-
-func (v *SessionVerifier) cached(kid string) (*clerk.JSONWebKey, time.Time) {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return v.keys[kid], v.fetchedAt
+	v.keys, v.fetchedAt, v.fetchErr = keys, now, nil
 }
 
 // maxVerifiedTokens bounds the cache of verified tokens.

@@ -86,3 +86,63 @@ func TestRetryAfterForms(t *testing.T) {
 		}
 	}
 }
+
+// A 429 from the JWKS holds off the next fetch for its Retry-After (longer
+// than the usual ten seconds); tokens in between are answered from what is
+// held, without a call.
+func TestJWKSHonoursRetryAfter(t *testing.T) {
+	fake := clerktest.New(t)
+	c := &clock{now: time.Now()}
+	client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, nil)
+	v, err := clerkapi.NewSessionVerifier(clerkapi.SessionConfig{Client: client, Clock: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.FailNext(clerktest.OpJWKS, clerktest.Failure{Status: 429, RetryAfter: "30"})
+	start := c.now
+	for _, step := range []struct {
+		after   time.Duration
+		wantErr error
+		hits    int
+	}{
+		{0, clerkapi.ErrRateLimited, 1},
+		{15 * time.Second, clerkapi.ErrKeysUnavailable, 1}, // past the 10 s interval, inside Retry-After
+		{29 * time.Second, clerkapi.ErrKeysUnavailable, 1},
+		{31 * time.Second, nil, 2},
+	} {
+		c.now = start.Add(step.after)
+		claims := clerktest.Claims("user_1")
+		claims["exp"] = c.now.Add(time.Minute).Unix()
+		_, err := v.Verify(context.Background(), fake.Token(claims))
+		if (step.wantErr == nil) != (err == nil) || (step.wantErr != nil && !errors.Is(err, step.wantErr)) {
+			t.Fatalf("at +%s: err = %v, want %v", step.after, err, step.wantErr)
+		}
+		if n := fake.Hits(clerktest.OpJWKS); n != step.hits {
+			t.Fatalf("at +%s: JWKS calls = %d, want %d", step.after, n, step.hits)
+		}
+	}
+}
+
+// A fetch whose caller hangs up still completes, and counts: the callers
+// after it are answered from its result.
+func TestJWKSFetchOutlivesItsCaller(t *testing.T) {
+	fake := clerktest.New(t)
+	client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, nil)
+	v, err := clerkapi.NewSessionVerifier(clerkapi.SessionConfig{Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.FailNext(clerktest.OpJWKS, clerktest.Failure{Delay: 200 * time.Millisecond})
+	tok := fake.Token(clerktest.Claims("user_1"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hung-up caller: err = %v", err)
+	}
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("next caller: %v", err)
+	}
+	if n := fake.Hits(clerktest.OpJWKS); n != 1 {
+		t.Errorf("JWKS calls = %d, want 1", n)
+	}
+}

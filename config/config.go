@@ -119,7 +119,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ClerkSecretKey:    getenv("CLERK_SECRET_KEY"),
 		ClerkAPIURL:       p.baseURL("CLERK_API_URL", DefaultClerkAPIURL),
 		ClerkJWTKey:       p.pemKey("CLERK_JWT_KEY"),
-		AuthorizedParties: list(getenv("CLERK_AUTHORIZED_PARTIES")),
+		AuthorizedParties: p.origins("CLERK_AUTHORIZED_PARTIES"),
 		Issuer:            strings.TrimSpace(getenv("CLERK_ISSUER")),
 		WebhookSecrets:    p.webhookSecrets(),
 		SyncFreshness:     p.duration("SYNC_FRESHNESS", DefaultSyncFreshness),
@@ -129,8 +129,8 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	c.WebhookEventsRetention = p.retention("WEBHOOK_EVENTS_RETENTION")
 	c.CORSAllowedOrigins = c.AuthorizedParties
-	if v := getenv("CORS_ALLOWED_ORIGINS"); v != "" {
-		c.CORSAllowedOrigins = list(v)
+	if getenv("CORS_ALLOWED_ORIGINS") != "" {
+		c.CORSAllowedOrigins = p.origins("CORS_ALLOWED_ORIGINS")
 	}
 	return c, p.err()
 }
@@ -230,6 +230,50 @@ func (p *parser) sqlitePath(name, path string) Database {
 	return Database{Dialect: models.SQLite, DSN: path}
 }
 
+// origins reads a list of exact origins, scheme://host[:port]. A trailing
+// "/" is trimmed; anything else (a pattern, a path, no scheme) is an error,
+// because a browser's Origin is compared with each entry byte for byte and
+// a mistake would either silently break CORS or, as a pattern, let other
+// sites read a signed-in user's data.
+func (p *parser) origins(name string) []string {
+	var out []string
+	for _, v := range list(p.getenv(name)) {
+		o, err := Origin(v)
+		if err != nil {
+			p.fail(name, "%q %v", v, err)
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// Origin checks one origin and returns it in the form browsers send:
+// lower-case scheme and host, no trailing slash, no default port.
+func Origin(v string) (string, error) {
+	trimmed := strings.TrimSuffix(v, "/")
+	if strings.ContainsAny(trimmed, "*?#") {
+		return "", errors.New("is a pattern; list each origin exactly, such as https://app.example.com")
+	}
+	u, err := url.Parse(trimmed)
+	switch {
+	case err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "":
+		return "", errors.New("is not an origin scheme://host[:port], such as https://app.example.com")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", errors.New("must start with http:// or https://")
+	case u.User != nil || u.Path != "" || u.RawQuery != "":
+		return "", errors.New("must be only scheme://host[:port], without user, path or query")
+	}
+	if strings.HasSuffix(u.Host, ":") {
+		return "", errors.New("has an empty port")
+	}
+	host := strings.ToLower(u.Host)
+	if port := u.Port(); (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		host = strings.TrimSuffix(host, ":"+port)
+	}
+	return u.Scheme + "://" + host, nil
+}
+
 func (p *parser) port(name string) int {
 	v := p.getenv(name)
 	if v == "" {
@@ -262,7 +306,7 @@ func (p *parser) baseURL(name, def string) string {
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.fail(name, "%q is not an http(s) URL", v)
+		p.fail(name, "is not an http(s) URL such as https://api.clerk.com") // the value may hold credentials
 	}
 	return strings.TrimRight(v, "/")
 }

@@ -246,3 +246,32 @@ func TestVariablesAreDocumented(t *testing.T) {
 		}
 	}
 }
+
+// Origins are exact: a browser's Origin is compared byte for byte, so a
+// pattern, a path or a missing scheme is refused naming the variable, and a
+// trailing slash is trimmed rather than silently never matching.
+func TestLoadOrigins(t *testing.T) {
+	got, err := load(map[string]string{
+		"CLERK_AUTHORIZED_PARTIES": "https://App.Example.com/ http://localhost:3000",
+		"CORS_ALLOWED_ORIGINS":     "https://app.example.com:443/, http://[::1]:3000",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"https://app.example.com", "http://localhost:3000"}, got.AuthorizedParties); diff != "" {
+		t.Errorf("CLERK_AUTHORIZED_PARTIES (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"https://app.example.com", "http://[::1]:3000"}, got.CORSAllowedOrigins); diff != "" {
+		t.Errorf("CORS_ALLOWED_ORIGINS (-want +got):\n%s", diff)
+	}
+	for _, name := range []string{"CORS_ALLOWED_ORIGINS", "CLERK_AUTHORIZED_PARTIES"} {
+		for _, bad := range []string{"*", "https://*.vercel.app", "http://localhost:*", "app.example.com",
+			"localhost:3000", "https://app.example.com/path", "ftp://app.example.com", "https://u:p@app.example.com",
+			"https://app.example.com?x=1", "https://", "https://app.example.com:"} {
+			_, err := load(map[string]string{name: "https://ok.example " + bad})
+			if err == nil || !strings.HasPrefix(err.Error(), name+": ") || !strings.Contains(err.Error(), bad) {
+				t.Errorf("%s=%q: err = %v, want an error naming the variable and the value", name, bad, err)
+			}
+		}
+	}
+}

@@ -15,6 +15,7 @@ type apiError struct {
 	status  int
 	message string
 	cause   error
+	quiet   bool // a 5xx logged as a warning: expected while a dependency is held off
 }
 
 func (e *apiError) Error() string {
@@ -43,12 +44,19 @@ func (s *server) handleError(err error, c echo.Context) {
 		return
 	}
 	status, message := statusOf(err)
+	var apiErr *apiError
 	switch {
+	case status >= 500 && errors.As(err, &apiErr) && apiErr.quiet:
+		s.Log.Warn("request failed", "request_id", requestID(c), "route", clip(c.Path()), "status", status, "err", err)
 	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
 		// The client hung up; nothing was committed, and it will not read the answer.
-		s.Log.Info("client went away", "request_id", requestID(c), "route", c.Path())
+		s.Log.Info("client went away", "request_id", requestID(c), "route", clip(c.Path()))
 	case status >= 500:
-		s.Log.Error("request failed", "request_id", requestID(c), "route", c.Path(), "status", status, "err", err)
+		s.Log.Error("request failed", "request_id", requestID(c), "route", clip(c.Path()), "status", status, "err", err)
+	case errors.Unwrap(err) != nil:
+		// A client mistake: the answer is short, the cause (often decoder
+		// text about attacker-chosen input) is logged, cut to size.
+		s.Log.Info("request refused", "request_id", requestID(c), "route", clip(c.Path()), "status", status, "err", clip(err.Error()))
 	}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,54 @@ func FuzzWebhook(f *testing.F) {
 		}
 		if rec.Code == 200 && !signedIt {
 			t.Fatalf("unsigned body accepted: %q id=%q ts=%q sig=%q", body, id, ts, sig)
+		}
+	})
+}
+
+// FuzzWebhookHeaders drives arbitrary id, timestamp and signature headers
+// in both families (svix-* and the Standard Webhooks webhook-*), with and
+// without a correct signature under one family and stray headers of the
+// other beside it. Nothing may panic or be answered 5xx, nothing unsigned
+// is accepted, and an accepted delivery is recorded under the id its
+// signature covered, never under a header beside it.
+func FuzzWebhookHeaders(f *testing.F) {
+	f.Add("msg_1", "1700000000", "v1,abc", "msg_2", "", "", true, false)
+	f.Add("msg_1", "", "", "msg_1", "1700000000", "v1,abc", true, true)
+	f.Add("msg_signed", "x", "v1,", "msg_forged", "", "", true, true)
+	f.Add("", "-1", "v2,zzz v1", "\x00", "99999999999", "v1,a v1,b", false, false)
+	f.Add(strings.Repeat("m", 300), "1", "v1,a", "msg é", "1", "v1,a", true, false)
+	db := modelstest.New(f, models.SQLite)
+	h := newHandler(f, db, secret1)
+	body := userEvent("user.created", "user_f", 1, "f@example.com")
+	f.Fuzz(func(t *testing.T, id, ts, sig, otherID, otherTS, otherSig string, sign, standard bool) {
+		signedFamily, otherFamily := "svix-", "webhook-"
+		if standard {
+			signedFamily, otherFamily = otherFamily, signedFamily
+		}
+		hd := http.Header{}
+		if sign && id != "" {
+			s := signed(t, secret1, id, time.Now(), body)
+			ts, sig = s.Get("svix-timestamp"), s.Get("svix-signature")
+		}
+		for name, v := range map[string]string{signedFamily + "id": id, signedFamily + "timestamp": ts, signedFamily + "signature": sig,
+			otherFamily + "id": otherID, otherFamily + "timestamp": otherTS, otherFamily + "signature": otherSig} {
+			if v != "" && !strings.ContainsAny(v, "\r\n") {
+				hd.Set(name, v)
+			}
+		}
+		rec := post(h, body, hd)
+		switch rec.Code {
+		case 200, 400:
+		default:
+			t.Fatalf("status %d for headers %q: %s", rec.Code, hd, rec.Body)
+		}
+		if rec.Code != 200 {
+			return
+		}
+		var n int64
+		db.Model(&models.WebhookEvent{}).Where("svix_id = ?", hd.Get(signedFamily+"id")).Count(&n)
+		if !sign || n != 1 {
+			t.Fatalf("accepted %q (signed %v) but %d events recorded under the signed id", hd, sign, n)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package handlers
 import (
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 )
@@ -41,20 +42,35 @@ func (s *server) logRequests() echo.MiddlewareFunc {
 			}
 			attrs := []slog.Attr{
 				slog.String("request_id", requestID(c)),
-				slog.String("method", c.Request().Method),
-				slog.String("route", c.Path()),
+				slog.String("method", clip(c.Request().Method)),
+				slog.String("route", clip(c.Path())),
 				slog.Int("status", c.Response().Status),
 				slog.Float64("latency_ms", float64(took.Microseconds())/1000),
 			}
 			for _, k := range []string{logSvixID, logUserID, logEventType, logOutcome} {
 				if v, ok := c.Get(k).(string); ok && v != "" {
-					attrs = append(attrs, slog.String(k, v))
+					attrs = append(attrs, slog.String(k, clip(v)))
 				}
 			}
 			s.Log.LogAttrs(c.Request().Context(), level, "request", attrs...)
 			return nil
 		}
 	}
+}
+
+// maxLogValue is the most of an attacker-chosen value a log line carries.
+const maxLogValue = 128
+
+// clip cuts s to maxLogValue bytes (on a rune boundary), marking the cut.
+func clip(s string) string {
+	if len(s) <= maxLogValue {
+		return s
+	}
+	cut := maxLogValue
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func requestID(c echo.Context) string {

@@ -5,6 +5,7 @@ package handlers
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -67,6 +68,7 @@ type server struct {
 	events      *models.Batcher
 	syncLimiter *middleware.RateLimiterMemoryStore
 	confirmed   *confirmations
+	bodies      *bodyBudget
 }
 
 // New returns the HTTP handler with every route and middleware in place.
@@ -87,6 +89,7 @@ func New(d Deps) *echo.Echo {
 			Rate: d.SyncRate, Burst: d.SyncBurst, ExpiresIn: 5 * time.Minute,
 		}),
 		confirmed: newConfirmations(),
+		bodies:    newBodyBudget(bodyBudgetBytes),
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -108,13 +111,19 @@ func New(d Deps) *echo.Echo {
 		// Only the login-time sync is called from browsers. With no origins
 		// configured there are no CORS headers at all (Echo's default is "*").
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
-			Skipper:          func(c echo.Context) bool { return c.Request().URL.Path != syncPath },
-			AllowOrigins:     d.CORSAllowedOrigins,
+			Skipper: func(c echo.Context) bool { return c.Request().URL.Path != syncPath },
+			// Exact comparison only: Echo would read '*' and '?' in
+			// AllowOrigins as patterns and allow any matching origin.
+			AllowOriginFunc: func(origin string) (bool, error) {
+				return slices.Contains(d.CORSAllowedOrigins, origin), nil
+			},
 			AllowMethods:     []string{http.MethodPost, http.MethodOptions},
 			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType},
-			ExposeHeaders:    []string{"Retry-After", echo.HeaderXRequestID},
 			AllowCredentials: true, // the __session cookie path
-			MaxAge:           600,
+			// Without these a cross-origin page cannot read how long to wait
+			// after a 429, or the id to quote in a bug report.
+			ExposeHeaders: []string{"Retry-After", echo.HeaderXRequestID},
+			MaxAge:        600,
 		}))
 	}
 

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +29,10 @@ const maxSyncBody = 16 << 10
 func (s *server) syncUser(c echo.Context) error {
 	outcome, row, err := s.sync(c)
 	label := outcome
-	if err != nil {
+	switch {
+	case errors.Is(err, clerkapi.ErrKeysUnavailable):
+		label = "clerk_held_off" // answered without calling Clerk
+	case err != nil:
 		label = syncFailureLabel(err)
 	}
 	s.Metrics.LoginSyncs.WithLabelValues(label).Inc()
@@ -43,6 +48,9 @@ func (s *server) syncUser(c echo.Context) error {
 }
 
 func (s *server) sync(c echo.Context) (string, models.User, error) {
+	if err := s.checkCookieOrigin(c.Request()); err != nil {
+		return "", models.User{}, err
+	}
 	if s.Sessions == nil || s.Clerk == nil {
 		return "", models.User{}, fail(http.StatusServiceUnavailable, "login-time sync is not configured (CLERK_SECRET_KEY)", nil)
 	}
@@ -53,7 +61,7 @@ func (s *server) sync(c echo.Context) (string, models.User, error) {
 	if err := s.limitUser(c, userID); err != nil {
 		return "", models.User{}, err
 	}
-	if err := checkBodyUserID(c, userID); err != nil {
+	if err := s.checkBodyUserID(c, userID); err != nil {
 		return "", models.User{}, err
 	}
 	return s.syncFromClerk(c.Request().Context(), userID)
@@ -83,20 +91,62 @@ func syncFailureLabel(err error) string {
 func (s *server) authenticate(c echo.Context) (string, error) {
 	claims, err := s.Sessions.Verify(c.Request().Context(), sessionToken(c.Request()))
 	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "", err // the caller hung up or ran out of time waiting for the JWKS
+	case errors.Is(err, clerkapi.ErrKeysUnavailable):
+		// Held off without calling Clerk: the failed fetch itself was
+		// logged as an error; logging each of these too would let anyone
+		// with a made-up kid set off the alert.
+		return "", &apiError{status: http.StatusBadGateway, message: "could not fetch Clerk's signing keys", cause: err, quiet: true}
 	case errors.Is(err, clerkapi.ErrUnavailable):
 		return "", fail(http.StatusBadGateway, "could not fetch Clerk's signing keys", err)
 	case err != nil:
-		s.Log.Info("session rejected", "request_id", requestID(c), "reason", err.Error())
+		s.Log.Info("session rejected", "request_id", requestID(c), "reason", clip(err.Error()))
 		return "", fail(http.StatusUnauthorized, "invalid or missing session token", nil)
 	}
 	c.Set(logUserID, claims.Subject)
 	return claims.Subject, nil
 }
 
+// checkCookieOrigin refuses a request authenticated by the __session cookie
+// whose Origin is neither an allowed origin nor this service itself: a
+// browser attaches the cookie to a cross-site "simple" POST (text/plain, no
+// custom headers) without any preflight, so CORS alone does not stop it.
+// Requests without Origin (not from a browser) and bearer tokens, which a
+// foreign page cannot read, are not affected.
+func (s *server) checkCookieOrigin(r *http.Request) error {
+	if _, bearer := bearerToken(r); bearer {
+		return nil
+	}
+	if _, err := r.Cookie("__session"); err != nil {
+		return nil
+	}
+	origin := r.Header.Get(echo.HeaderOrigin)
+	if origin == "" || slices.Contains(s.CORSAllowedOrigins, origin) || sameOrigin(origin, r.Host) {
+		return nil
+	}
+	return fail(http.StatusForbidden, "Forbidden: origin not allowed", nil)
+}
+
+// sameOrigin reports whether origin names the host the request was sent to.
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && host != "" && (u.Scheme == "http" || u.Scheme == "https") && strings.EqualFold(u.Host, host)
+}
+
+// bearerToken reads "Authorization: Bearer <token>".
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
 // sessionToken is the bearer token, or else the __session cookie.
 func sessionToken(r *http.Request) string {
-	if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		return strings.TrimSpace(token)
+	if token, ok := bearerToken(r); ok {
+		return token
 	}
 	if c, err := r.Cookie("__session"); err == nil {
 		return c.Value
@@ -116,8 +166,9 @@ func (s *server) limitUser(c echo.Context, userID string) error {
 
 // checkBodyUserID reads the optional body; of the seed's fields only userId
 // is looked at, and only to reject a caller naming another user.
-func checkBodyUserID(c echo.Context, userID string) error {
-	body, err := readBody(c, maxSyncBody)
+func (s *server) checkBodyUserID(c echo.Context, userID string) error {
+	body, release, err := s.readBody(c, maxSyncBody)
+	defer release()
 	if err != nil || len(bytes.TrimSpace(body)) == 0 {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	svix "github.com/svix/svix-webhooks/go"
@@ -37,16 +36,57 @@ func NewVerifier(secrets []string) (*Verifier, error) {
 	return v, nil
 }
 
+// maxMessageID is the longest message id accepted; Svix's are about 30 bytes.
+const maxMessageID = 255
+
+// errBadMessageID refuses an id that is too long or not visible ASCII.
+var errBadMessageID = errors.New("invalid webhook message id")
+
 // Verify accepts the body when any secret verifies it within Svix's
-// five-minute timestamp tolerance.
-func (v *Verifier) Verify(body []byte, h http.Header) error {
+// five-minute timestamp tolerance, and returns the message id that the
+// signature covered. The header family (svix-* or the Standard Webhooks
+// webhook-*) is chosen here, as the svix library chooses it, and only that
+// family is handed to the library, so the id returned is always the signed
+// one, never another header beside it.
+func (v *Verifier) Verify(body []byte, h http.Header) (string, error) {
+	id, only := signedHeaders(h)
+	if id != "" && !validMessageID(id) {
+		return "", errBadMessageID
+	}
 	var err error
 	for _, wh := range v.hooks {
-		if err = wh.Verify(body, h); err == nil {
-			return nil
+		if err = wh.Verify(body, only); err == nil {
+			return id, nil
 		}
 	}
-	return err
+	return "", err
+}
+
+// signedHeaders picks the first complete family of id, timestamp and
+// signature headers and returns its id and the three headers under the
+// svix-* names; with no complete family both are empty.
+func signedHeaders(h http.Header) (string, http.Header) {
+	for _, prefix := range []string{"svix-", "webhook-"} {
+		id, ts, sig := h.Get(prefix+"id"), h.Get(prefix+"timestamp"), h.Get(prefix+"signature")
+		if id != "" && ts != "" && sig != "" {
+			return id, http.Header{"Svix-Id": {id}, "Svix-Timestamp": {ts}, "Svix-Signature": {sig}}
+		}
+	}
+	return "", http.Header{}
+}
+
+// validMessageID accepts ids of at most maxMessageID bytes of visible ASCII:
+// the id is a primary key and is logged, so nothing else gets that far.
+func validMessageID(id string) bool {
+	if len(id) > maxMessageID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // clerkWebhook answers a Svix delivery and counts it.
@@ -71,18 +111,23 @@ func (s *server) clerkWebhook(c echo.Context) error {
 // applies it. label is the outcome, or what stopped the delivery.
 func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResult, string, error) {
 	var ev models.Event
-	body, err := readBody(c, maxBody)
+	body, release, err := s.readBody(c, maxBody)
+	defer release()
 	if err != nil {
 		return ev, models.EventResult{}, "unreadable", err
 	}
-	if err := s.Webhooks.Verify(body, c.Request().Header); err != nil {
+	svixID, err := s.Webhooks.Verify(body, c.Request().Header)
+	if errors.Is(err, errBadMessageID) {
+		return ev, models.EventResult{}, "invalid_signature", fail(http.StatusBadRequest, err.Error(), nil)
+	}
+	if err != nil {
+		// The svix library's errors are short fixed texts, safe to answer.
 		return ev, models.EventResult{}, "invalid_signature", fail(http.StatusBadRequest, "invalid webhook signature: "+err.Error(), nil)
 	}
-	svixID := messageID(c.Request().Header)
 	c.Set(logSvixID, svixID)
 	ev, err = decodeEvent(svixID, body)
 	if err != nil {
-		return ev, models.EventResult{}, "invalid_event", fail(http.StatusBadRequest, err.Error(), nil)
+		return ev, models.EventResult{}, "invalid_event", fail(http.StatusBadRequest, eventErrorMessage(err), err)
 	}
 	c.Set(logUserID, ev.UserID)
 	c.Set(logEventType, ev.Type)
@@ -118,24 +163,14 @@ func decodeEvent(svixID string, body []byte) (models.Event, error) {
 	return ev, nil
 }
 
-// messageID is the Svix message id; the svix library also accepts the
-// Standard Webhooks names.
-func messageID(h http.Header) string {
-	if id := h.Get("svix-id"); id != "" {
-		return id
-	}
-	return h.Get("webhook-id")
-}
-
-// readBody reads at most limit bytes; a larger body is answered 413.
-func readBody(c echo.Context, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
-	var tooLarge *http.MaxBytesError
+// eventErrorMessage is the short answer to a signed body that is not a
+// usable Clerk event; the decoder's own text is logged, never sent.
+func eventErrorMessage(err error) string {
 	switch {
-	case errors.As(err, &tooLarge):
-		return nil, fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", limit), nil)
-	case err != nil:
-		return nil, fail(http.StatusBadRequest, "could not read request body", err)
+	case errors.Is(err, clerkapi.ErrInvalidUser):
+		return "invalid Clerk user object"
+	case errors.Is(err, clerkapi.ErrNotClerkEvent):
+		return err.Error() // ParseEvent's own fixed texts
 	}
-	return body, nil
+	return "invalid Clerk event"
 }

@@ -59,12 +59,15 @@ func OpenWith(ctx context.Context, dialect Dialect, dsn string, opts Options) (*
 	var dialector gorm.Dialector
 	switch dialect {
 	case Postgres:
-		pool, err := openPostgresPool(dsn, opts)
+		pool, err := openPostgresPool(ctx, dsn, opts)
 		if err != nil {
 			return nil, err
 		}
 		dialector = postgres.New(postgres.Config{Conn: pool})
 	case SQLite:
+		if err := privateSQLiteFiles(dsn); err != nil {
+			return nil, err
+		}
 		sep := "?"
 		if strings.Contains(dsn, "?") {
 			sep = "&"
@@ -95,27 +98,37 @@ func OpenWith(ctx context.Context, dialect Dialect, dsn string, opts Options) (*
 // openPostgresPool builds the database/sql pool for a Postgres URL so that it
 // works the same directly and through a transaction-mode pooler (PgBouncer,
 // Neon's -pooler, Supabase's 6543), where consecutive transactions may run on
-// different server connections. pgx's default caches named prepared
+// different server connections. pgx's default mode caches named prepared
 // statements per connection, which such a pooler hands to other clients
-// ("prepared statement already exists / does not exist"); cache_describe
-// caches only the statement's types and sends every query as an unnamed
-// statement in one round trip, so nothing outlives a transaction. A URL that
-// names default_query_exec_mode keeps its own choice.
-func openPostgresPool(dsn string, opts Options) (*sql.DB, error) {
+// ("prepared statement already exists / does not exist"). So the pool uses
+// it only on a connection found to be direct (see DetectPooler), where it
+// saves the server a parse and plan per statement; otherwise cache_describe,
+// which caches only the statement's types and sends every query as an
+// unnamed statement in one round trip, so nothing outlives a transaction.
+// A URL that names default_query_exec_mode keeps its own choice.
+func openPostgresPool(ctx context.Context, dsn string, opts Options) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse Postgres URL: %w", err)
 	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if !strings.Contains(dsn, "default_query_exec_mode") {
-		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+		pooled, err := detectPooler(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("connect to postgres database: %w", err)
+		}
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+		if pooled {
+			cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+		}
+		log.Debug("postgres connection", "pooled", pooled, "query_exec_mode", cfg.DefaultQueryExecMode.String())
 	}
 	maxConns := opts.MaxConns
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConns
-	}
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	pool := sql.OpenDB(newBackoffConnector(stdlib.GetConnector(*cfg), maxConns, log))
 	pool.SetMaxOpenConns(maxConns)
@@ -124,6 +137,36 @@ func openPostgresPool(dsn string, opts Options) (*sql.DB, error) {
 	// dropping ours first avoids a failed query on a dead one.
 	pool.SetConnMaxIdleTime(5 * time.Minute)
 	return pool, nil
+}
+
+// DetectPooler reports whether the Postgres URL reaches the server through
+// a connection pooler. A pooler answers the start-up with a cancel key of its
+// own (it must route cancel requests to whichever server connection a client
+// has at the time), so the process id it announces is not the id of the
+// backend that runs our queries; straight to Postgres the two are equal.
+// Unlike guessing from host names and ports, this also finds a PgBouncer on
+// port 5432.
+func DetectPooler(ctx context.Context, dsn string) (bool, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return false, fmt.Errorf("parse Postgres URL: %w", err)
+	}
+	return detectPooler(ctx, cfg)
+}
+
+func detectPooler(ctx context.Context, cfg *pgx.ConnConfig) (bool, error) {
+	probe := cfg.Copy()
+	probe.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol // nothing left on the server
+	conn, err := pgx.ConnectConfig(ctx, probe)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var backend uint32
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return false, err
+	}
+	return conn.PgConn().PID() != backend, nil
 }
 
 // DialectOf reports which database db talks to.

@@ -195,3 +195,20 @@ func restrictedRole(t *testing.T, db *gorm.DB) string {
 	})
 	return role
 }
+
+// The pool tells a direct connection from a pooled one by what the server
+// does, not by the URL's host or port: the pooler here listens on an
+// ordinary port.
+func TestDetectPooler(t *testing.T) {
+	for _, conn := range connections {
+		t.Run(conn.name, func(t *testing.T) {
+			pooled, err := models.DetectPooler(context.Background(), conn.dsn(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := conn.name == "pgbouncer"; pooled != want {
+				t.Errorf("DetectPooler = %v, want %v", pooled, want)
+			}
+		})
+	}
+}

@@ -54,10 +54,11 @@ type Fake struct {
 }
 
 // Failure is a canned answer for one call of an operation: an error status
-// (with Retry-After for 429), or Status 0 to answer normally.
+// (with Retry-After for 429), or Status 0 to answer normally, after Delay.
 type Failure struct {
 	Status     int
 	RetryAfter string
+	Delay      time.Duration
 }
 
 // Operations the fake counts and can fail.
@@ -225,6 +226,13 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		fail, f.failures[op] = &q[0], q[1:]
 	}
 	f.mu.Unlock()
+	if fail != nil && fail.Delay > 0 {
+		select {
+		case <-time.After(fail.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if fail != nil && fail.Status != 0 {
 		if fail.RetryAfter != "" {
 			w.Header().Set("Retry-After", fail.RetryAfter)

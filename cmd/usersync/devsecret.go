@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/usersync/usersync/config"
 )
@@ -54,8 +56,23 @@ func loadOrCreateDevSecret(path string) (string, error) {
 	return readDevSecret(path)
 }
 
+// readDevSecret reads the secret, refusing a file that others could have
+// read or planted: one readable or writable by group or others, or owned by
+// another user. Whoever knows the secret can forge webhooks.
 func readDevSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if err := checkPrivate(info); err != nil {
+		return "", fmt.Errorf("development signing secret %s %v; delete it to make a new one, or chmod 600 it if it is yours", path, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return "", err
 	}
@@ -64,4 +81,19 @@ func readDevSecret(path string) (string, error) {
 		return "", fmt.Errorf("development signing secret in %s: %v (delete the file to make a new one)", path, err)
 	}
 	return secret, nil
+}
+
+// checkPrivate refuses a file that is not a regular file owned by this user
+// with no permissions for group or others.
+func checkPrivate(info fs.FileInfo) error {
+	if !info.Mode().IsRegular() {
+		return errors.New("is not a regular file")
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("is accessible by group or others (mode %04o)", perm)
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("is owned by another user (uid %d)", st.Uid)
+	}
+	return nil
 }

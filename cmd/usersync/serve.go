@@ -165,14 +165,29 @@ func setup(getenv func(string) string, stderr io.Writer) (config.Config, *slog.L
 	log.Info("configuration",
 		"database", describeDatabase(cfg.Database),
 		"port", cfg.Port,
-		"clerk_api_url", cfg.ClerkAPIURL,
+		"clerk_api_url", redactURL(cfg.ClerkAPIURL),
 		"clerk_secret_key_set", cfg.ClerkSecretKey != "",
 		"clerk_jwt_key_set", cfg.ClerkJWTKey != "",
 		"webhook_secrets", len(cfg.WebhookSecrets),
 		"sync_freshness", cfg.SyncFreshness.String(),
 		"webhook_events_retention", cfg.WebhookEventsRetention.String(),
+		"cors_allowed_origins", cfg.CORSAllowedOrigins,
+		"clerk_authorized_parties", cfg.AuthorizedParties,
 	)
 	return cfg, log, nil
+}
+
+// redactURL masks a URL's whole user information (user name too: it may be
+// a key), so it can be logged.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.User != nil {
+		u.User = url.User("xxxxx")
+	}
+	return u.String()
 }
 
 // describeDatabase names the database without its password.

@@ -78,14 +78,22 @@ func NewDSN(t testing.TB, dialect models.Dialect) string {
 // PostgresURL returns TEST_DATABASE_URL, or skips (fails under CI) without it.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv("TEST_DATABASE_URL")
-	if u == "" {
+	return requiredEnv(t, "TEST_DATABASE_URL",
+		"Postgres test skipped: set TEST_DATABASE_URL=postgres://user@host:5432/db (a role that may CREATE DATABASE)")
+}
+
+// requiredEnv returns the variable, or skips the test with the reason
+// without it; under CI=true a missing variable fails the test instead.
+func requiredEnv(t testing.TB, name, skipReason string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("TEST_DATABASE_URL is not set, and CI=true: Postgres tests must run in CI")
+			t.Fatalf("%s is not set, and CI=true: these tests must run in CI", name)
 		}
-		t.Skip("Postgres test skipped: set TEST_DATABASE_URL=postgres://user@host:5432/db (a role that may CREATE DATABASE)")
+		t.Skip(skipReason)
 	}
-	return u
+	return v
 }
 
 // PooledDSN creates an empty Postgres database, like NewDSN, and returns its
@@ -104,13 +112,8 @@ func PooledDSN(t testing.TB) string {
 // test is skipped, except under CI=true, where it fails.
 func PoolerURLFor(t testing.TB, direct string) string {
 	t.Helper()
-	pooler := os.Getenv("TEST_PGBOUNCER_URL")
-	if pooler == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TEST_PGBOUNCER_URL is not set, and CI=true: pooler tests must run in CI")
-		}
-		t.Skip("pooler test skipped: run .ci/pgbouncer.sh start and set TEST_PGBOUNCER_URL to the URL it prints")
-	}
+	pooler := requiredEnv(t, "TEST_PGBOUNCER_URL",
+		"pooler test skipped: run .ci/pgbouncer.sh start and set TEST_PGBOUNCER_URL to the URL it prints")
 	d, err := url.Parse(direct)
 	if err != nil {
 		t.Fatal(err)
