@@ -170,3 +170,28 @@ func eachLiveID(ctx context.Context, q *gorm.DB, fn func(id string) error) error
 		after = ids[len(ids)-1]
 	}
 }
+
+// TombstoneMemberships makes the live memberships with these ids
+// tombstones (a backfill's prune), in one transaction, and reports how
+// many it changed.
+func TombstoneMemberships(ctx context.Context, db *gorm.DB, ids []string, src Source) (int, error) {
+	return inTx(ctx, db, func(tx *gorm.DB) (int, error) {
+		var rows []Membership
+		if err := tx.Select("id", "organization_id", "user_id").Where("id IN ?", ids).Find(&rows).Error; err != nil {
+			return 0, fmt.Errorf("read %d memberships: %w", len(ids), err)
+		}
+		changes := make([]OrgChange, len(rows))
+		for i, r := range rows {
+			changes[i] = OrgChange{Kind: DeleteMembership, Membership: MembershipSnapshot{
+				ID: r.ID, OrganizationID: r.OrganizationID, UserID: r.UserID}}
+		}
+		out, err := applyOrgChanges(tx, changes, src, now())
+		n := 0
+		for _, o := range out {
+			if o == Deleted {
+				n++
+			}
+		}
+		return n, err
+	})
+}
