@@ -20,6 +20,9 @@ type Clerk interface {
 	ListUsers(ctx context.Context, offset, limit int) (clerkapi.Page, error)
 	CountUsers(ctx context.Context) (int, error)
 	GetUser(ctx context.Context, id string) (models.Snapshot, error)
+	ListOrganizations(ctx context.Context, offset, limit int) (clerkapi.OrgPage, error)
+	ListMemberships(ctx context.Context, offset, limit int) (clerkapi.MembershipPage, error)
+	GetOrganization(ctx context.Context, id string) error
 }
 
 // Options configure one run.
@@ -48,10 +51,35 @@ var DefaultRetry = Retry{Attempts: 6, Base: 500 * time.Millisecond, MaxWait: 60 
 // maxRetryAfter caps a Retry-After, so a wrong header cannot stall a run for hours.
 const maxRetryAfter = 10 * time.Minute
 
-// Summary is what a run did (or, with DryRun, would do).
+// Summary is what a run did (or, with DryRun, would do): to users in the
+// top-level fields, and to organizations and memberships in their own.
 type Summary struct {
 	Listed, Created, Updated, Unchanged, Stale, Pruned, Errors int
 	Elapsed                                                    time.Duration
+
+	Organizations, Memberships Counts
+	// OrgsElapsed and MembershipsElapsed are the times each listing took,
+	// with its writes.
+	OrgsElapsed, MembershipsElapsed time.Duration
+}
+
+// Failed is the number of objects of any kind that failed.
+func (s Summary) Failed() int { return s.Errors + s.Organizations.Errors + s.Memberships.Errors }
+
+// OrgsPerSecond and MembershipsPerSecond are the listing-and-applying
+// rates of the organization part of the run.
+func (s Summary) OrgsPerSecond() float64 { return perSecond(s.Organizations.Listed, s.OrgsElapsed) }
+
+// MembershipsPerSecond: see OrgsPerSecond.
+func (s Summary) MembershipsPerSecond() float64 {
+	return perSecond(s.Memberships.Listed, s.MembershipsElapsed)
+}
+
+func perSecond(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
 }
 
 // UsersPerSecond is the listing-and-applying rate.
@@ -83,7 +111,8 @@ var ErrIncomplete = errors.New("backfill incomplete")
 // transaction, fetching the next page while the current one is written.
 // Pruning runs only when the listing completed without any error.
 func Run(ctx context.Context, db *gorm.DB, clerk Clerk, opts Options) (Summary, error) {
-	r := runner{db: db, clerk: clerk, opts: opts, listed: map[string]struct{}{}}
+	r := runner{db: db, clerk: clerk, opts: opts, listed: map[string]struct{}{},
+		listedOrgs: map[string]struct{}{}, listedMems: map[string]struct{}{}}
 	if r.opts.Log == nil {
 		r.opts.Log = slog.New(slog.DiscardHandler)
 	}
@@ -100,14 +129,22 @@ func Run(ctx context.Context, db *gorm.DB, clerk Clerk, opts Options) (Summary, 
 		opts.Progress.Start(total)
 	}
 	err := r.importAll(ctx)
+	if opts.Progress != nil {
+		opts.Progress.Finish(r.sum.Listed)
+	}
 	if err == nil && opts.Prune && r.sum.Errors == 0 {
 		err = r.prune(ctx)
 	} else if opts.Prune && err == nil {
-		r.opts.Log.Warn("not pruning: some users failed during the listing")
+		r.opts.Log.Warn("not pruning users: some users failed during the listing")
 	}
 	r.sum.Elapsed = time.Since(start)
-	if opts.Progress != nil {
-		opts.Progress.Finish(r.sum.Listed)
+	if err == nil {
+		err = r.importOrgs(ctx)
+		if err == nil && opts.Prune && r.sum.Organizations.Errors+r.sum.Memberships.Errors == 0 {
+			err = r.pruneOrgs(ctx, start)
+		} else if opts.Prune && err == nil {
+			r.opts.Log.Warn("not pruning organizations: some failed during the listings")
+		}
 	}
 	return r.sum, err
 }
@@ -118,6 +155,8 @@ type runner struct {
 	opts   Options
 	sum    Summary
 	listed map[string]struct{} // ids seen in the listing, for pruning
+
+	listedOrgs, listedMems map[string]struct{}
 }
 
 // importAll overlaps listing and writing: a goroutine fetches pages into a

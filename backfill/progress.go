@@ -18,6 +18,7 @@ type Progress struct {
 	every    time.Duration
 
 	mu          sync.Mutex
+	unit        string // what is counted: users, organizations, memberships
 	total       int
 	start, last time.Time
 }
@@ -28,14 +29,18 @@ func NewProgress(out io.Writer, log *slog.Logger, terminal bool, interval time.D
 	return &Progress{out: out, log: log, terminal: terminal, every: interval}
 }
 
-// Start sets the expected total (0 when unknown) and the clock.
-func (p *Progress) Start(total int) {
+// Start sets the expected total of users (0 when unknown) and the clock.
+func (p *Progress) Start(total int) { p.StartKind("users", total) }
+
+// StartKind starts counting another kind of object (organizations,
+// memberships), with its own total and clock.
+func (p *Progress) StartKind(unit string, total int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.total, p.start, p.last = total, time.Now(), time.Now()
+	p.unit, p.total, p.start, p.last = unit, total, time.Now(), time.Now()
 }
 
-// Update reports done users so far.
+// Update reports how many of the current kind are done so far.
 func (p *Progress) Update(done int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -48,7 +53,7 @@ func (p *Progress) Update(done int) {
 	}
 	if now.Sub(p.last) >= p.every {
 		rate, eta := p.rate(done, now)
-		p.log.Info("backfill progress", "done", done, "total", p.total, "users_per_second", int(rate), "eta", eta)
+		p.log.Info("backfill progress", "kind", p.unit, "done", done, "total", p.total, p.unit+"_per_second", int(rate), "eta", eta)
 		p.last = now
 	}
 }
@@ -72,7 +77,7 @@ func (p *Progress) draw(done int, now time.Time) {
 		bar = strings.Repeat("#", filled) + strings.Repeat("-", width-filled)
 		pct = fmt.Sprintf(" %3d%%", min(100, done*100/p.total))
 	}
-	fmt.Fprintf(p.out, "\r[%s]%s %d/%d  %.0f users/s  ETA %s   ", bar, pct, done, p.total, rate, eta)
+	fmt.Fprintf(p.out, "\r%s [%s]%s %d/%d  %.0f %s/s  ETA %s   ", p.unit, bar, pct, done, p.total, rate, p.unit, eta)
 	p.last = now
 }
 

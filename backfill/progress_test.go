@@ -18,7 +18,7 @@ func TestProgressTerminalBar(t *testing.T) {
 	p.Update(500)
 	p.Finish(1000)
 	got := out.String()
-	for _, want := range []string{"\r[###############---------------]  50% 500/1000", "\r[##############################] 100% 1000/1000", "users/s", "ETA 0s"} {
+	for _, want := range []string{"\rusers [###############---------------]  50% 500/1000", "\rusers [##############################] 100% 1000/1000", "users/s", "ETA 0s"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("bar output %q lacks %q", got, want)
 		}
@@ -34,7 +34,7 @@ func TestProgressLogLines(t *testing.T) {
 	p.Start(0)
 	p.Update(10)
 	p.Finish(10)
-	if out.Len() != 0 || !strings.Contains(logs.String(), "msg=\"backfill progress\" done=10 total=0") {
+	if out.Len() != 0 || !strings.Contains(logs.String(), "msg=\"backfill progress\" kind=users done=10 total=0") {
 		t.Errorf("non-terminal: out %q, logs %q", out.String(), logs.String())
 	}
 }

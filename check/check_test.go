@@ -158,7 +158,8 @@ func TestCheckGrantsOnPostgres(t *testing.T) {
 	}
 
 	// Read-only on one table is still a failure, naming what is missing.
-	if err := owner.Exec("GRANT SELECT, INSERT, UPDATE, DELETE ON users TO " + role + "; GRANT SELECT ON webhook_events TO " + role).Error; err != nil {
+	if err := owner.Exec("GRANT SELECT, INSERT, UPDATE, DELETE ON users TO " + role + "; GRANT SELECT ON webhook_events TO " + role +
+		"; GRANT SELECT, INSERT, UPDATE ON organizations, organization_memberships TO " + role).Error; err != nil {
 		t.Fatal(err)
 	}
 	_, out = runCheck(t, env)

@@ -69,11 +69,11 @@ func (c *Checker) Grants(ctx context.Context) Result {
 	if err := models.CheckAccess(ctx, c.db); err != nil {
 		return fail(name, "%s", oneLine(err))
 	}
-	return ok(name, "role %s may read and write %s", role, strings.Join(Tables, " and "))
+	return ok(name, "role %s may read and write %s", role, joinAnd(Tables))
 }
 
 // Tables are the tables the service writes.
-var Tables = []string{"users", "webhook_events"}
+var Tables = []string{"users", "webhook_events", "organizations", "organization_memberships"}
 
 // sqliteWritable tries a write in a transaction that is rolled back.
 func (c *Checker) sqliteWritable(ctx context.Context) Result {
@@ -164,3 +164,11 @@ func hostPort(dsn string) string {
 
 // oneLine flattens a driver error that spans lines.
 func oneLine(err error) string { return strings.Join(strings.Fields(fmt.Sprint(err)), " ") }
+
+// joinAnd lists names as "a, b and c".
+func joinAnd(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}

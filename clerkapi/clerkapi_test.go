@@ -31,7 +31,9 @@ func readFixture(t testing.TB, name string) []byte {
 // The repository keeps copies of Clerk's documented payloads so tests run on
 // any clone; where the shared originals sit beside the repo, they must match.
 func TestFixturesMatchShared(t *testing.T) {
-	for _, name := range []string{"clerk_user_created_example.json", "clerk_user_deleted_example.json"} {
+	for _, name := range []string{"clerk_user_created_example.json", "clerk_user_deleted_example.json",
+		"clerk_organization_created_example.json", "clerk_organization_deleted_example.json",
+		"clerk_organization_membership_created_example.json", "clerk_organization_membership_deleted_example.json"} {
 		shared, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", name))
 		if errors.Is(err, os.ErrNotExist) {
 			t.Skipf("../shared/fixtures not beside this clone")

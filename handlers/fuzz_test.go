@@ -19,6 +19,10 @@ func FuzzWebhook(f *testing.F) {
 	f.Add([]byte(`{"type":"user.updated","data":{"id":"u","email_addresses":[{"id":"e","email_address":"A@B"}],"primary_email_address_id":"e","public_metadata":{"tier":"pro"}}}`), "msg_3", "x", "v1,", true)
 	f.Add([]byte(`{}`), "", "-1", "v2,zzz v1", false)
 	f.Add([]byte(`{"type":"session.created","data":{"id":"sess_1","user_id":"user_1"}}`), "msg 4", "99999999999", "v1,a v1,b", true)
+	f.Add([]byte(`{"type":"organization.created","data":{"id":"org_1","name":"A","updated_at":2,"public_metadata":{"tier":"pro"}}}`), "msg_5", "", "", true)
+	f.Add([]byte(`{"type":"organizationMembership.created","data":{"id":"orgmem_1","role":"org:admin","organization":{"id":"org_1","updated_at":3},"public_user_data":{"user_id":"user_1"},"created_at":1,"updated_at":1}}`), "msg_6", "", "", true)
+	f.Add([]byte(`{"type":"organizationMembership.deleted","data":{"id":"orgmem_1"}}`), "msg_7", "", "", true)
+	f.Add([]byte(`{"type":"organization.deleted","data":{"id":"org_1","deleted":true}}`), "msg_8", "", "", true)
 	db := modelstest.New(f, models.SQLite)
 	h := newHandler(f, db, secret1)
 	f.Fuzz(func(t *testing.T, body []byte, id, ts, sig string, sign bool) {

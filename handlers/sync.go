@@ -39,8 +39,12 @@ func (s *server) syncUser(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	orgs, err := s.userOrganizations(c.Request().Context(), row.ID)
+	if err != nil {
+		return err
+	}
 	c.Set(logOutcome, outcome)
-	return c.JSON(http.StatusOK, syncJSON{Outcome: outcome, Success: true, User: userResponse(row)})
+	return c.JSON(http.StatusOK, syncJSON{Outcome: outcome, Success: true, User: userResponse(row, orgs)})
 }
 
 func (s *server) sync(c echo.Context) (string, models.User, error) {
@@ -204,6 +208,9 @@ func (s *server) syncFromClerk(ctx context.Context, userID string) (string, mode
 	if err != nil {
 		return "", row, err
 	}
+	if err := s.syncMemberships(ctx, userID); err != nil {
+		return "", row, err
+	}
 	if !outcome.Wrote() {
 		s.confirmed.note(userID, time.Now())
 	}
@@ -282,12 +289,14 @@ type userJSON struct {
 	Tier        string    `json:"tier"`
 	CreatedAt   time.Time `json:"createdAt"`
 	UpdatedAt   time.Time `json:"updatedAt"`
+	// Organizations are the live organizations the user is a live member of.
+	Organizations []models.UserOrganization `json:"organizations"`
 }
 
-func userResponse(u models.User) userJSON {
+func userResponse(u models.User, orgs []models.UserOrganization) userJSON {
 	return userJSON{
 		ID: u.ID, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName, ImageURL: u.ImageURL,
 		Username: u.Username, PhoneNumber: u.PhoneNumber, Tier: u.Tier,
-		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(),
+		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Organizations: orgs,
 	}
 }

@@ -36,11 +36,15 @@ type syncOpts struct {
 	jwtKey    bool   // verify with CLERK_JWT_KEY instead of the JWKS
 	issuer    string // CLERK_ISSUER
 	freshness time.Duration
+	fake      *clerktest.Fake // share another server's fake Clerk (nil: a new one)
 }
 
 func newSyncEnv(t *testing.T, db *gorm.DB, o syncOpts) syncEnv {
 	t.Helper()
-	fake := clerktest.New(t)
+	fake := o.fake
+	if fake == nil {
+		fake = clerktest.New(t)
+	}
 	client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, nil)
 	cfg := clerkapi.SessionConfig{Client: client, Issuer: o.issuer, AuthorizedParties: []string{origin}}
 	if o.jwtKey {

@@ -158,8 +158,7 @@ func decodeEvent(svixID string, body []byte) (models.Event, error) {
 	case "user.deleted":
 		ev.Kind = models.EventDelete
 	default:
-		ev.Kind = models.EventIgnore
-		ev.UserID = "" // data.id of another kind of object is not a user id
+		return decodeOrgEvent(ev, ce)
 	}
 	return ev, nil
 }

@@ -119,8 +119,16 @@ func clerkOperation(r *http.Request) string {
 		return "list_users"
 	case path == "/users/count":
 		return "count_users"
+	case strings.HasPrefix(path, "/users/") && strings.HasSuffix(path, "/organization_memberships"):
+		return "list_user_memberships"
 	case strings.HasPrefix(path, "/users/"):
 		return "get_user"
+	case path == "/organizations":
+		return "list_organizations"
+	case strings.HasPrefix(path, "/organizations/"):
+		return "get_organization"
+	case path == "/organization_memberships":
+		return "list_memberships"
 	}
 	return "other"
 }

@@ -11,11 +11,15 @@ import (
 // requiredGrants are the table privileges the service's role needs at run
 // time: the upsert inserts and updates users (a deletion is an update to a
 // tombstone); webhook_events rows are inserted, their outcome updated, and
-// old ones deleted by retention.
+// old ones deleted by retention; organizations and memberships are
+// inserted and updated like users (a deletion is a tombstone there too).
 var requiredGrants = []struct{ table, privilege string }{
 	{"users", "SELECT"}, {"users", "INSERT"}, {"users", "UPDATE"},
 	{"webhook_events", "SELECT"}, {"webhook_events", "INSERT"},
 	{"webhook_events", "UPDATE"}, {"webhook_events", "DELETE"},
+	{"organizations", "SELECT"}, {"organizations", "INSERT"}, {"organizations", "UPDATE"},
+	{"organization_memberships", "SELECT"}, {"organization_memberships", "INSERT"},
+	{"organization_memberships", "UPDATE"},
 }
 
 // RuntimeGrantsSQL is what a Postgres superuser runs to let a restricted role
@@ -23,6 +27,7 @@ var requiredGrants = []struct{ table, privilege string }{
 // schema; kept beside requiredGrants so the documentation cannot drift.
 const RuntimeGrantsSQL = `GRANT SELECT, INSERT, UPDATE ON users TO usersync_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_events TO usersync_app;
+GRANT SELECT, INSERT, UPDATE ON organizations, organization_memberships TO usersync_app;
 GRANT SELECT ON goose_db_version TO usersync_app;`
 
 // CheckAccess reports whether the connected role may read and write the

@@ -27,8 +27,14 @@ import (
 // statements whose SQL is built once (sql.go). The write statements repeat
 // the ordering and tombstone guards and report the rows they wrote, so a
 // row another transaction changed after the read is detected, and the
-// transaction runs again (inTx), then reading under row locks. A new kind of row (organizations,
-// memberships) adds its own read, decide and write steps beside these.
+// transaction runs again (inTx), then reading under row locks.
+//
+// Organizations and memberships (contract §7) have their own read, decide
+// and write steps in orgapply.go, reached through the same batches:
+//
+//	rule 8  organizations: newest wins, deletion final and PII-free, takes its memberships  orgState.applyOrg, deleteOrg
+//	rule 9  memberships: newest wins, deletion final; of a dead org or user a tombstone       orgState.applyMembership, deleteMembership; state.apply here for user.deleted
+//	rule 10 one live membership per (organization, user), the later created one               orgState.applyMembership (newerMembership)
 
 // Change is one thing to do to the users table: apply a snapshot, or, when
 // Delete is set, tombstone the user Snapshot.ID (only the id is read).
@@ -125,9 +131,22 @@ func applyChanges(tx *gorm.DB, changes []Change, src Source, at time.Time, lock 
 }
 
 // apply decides the changes against the state read and writes the result.
+// A deleted user's live memberships become tombstones with it (rule 9,
+// orgapply.go), also when the row was already a tombstone, so a membership
+// that raced the first deletion is caught by the redelivery.
 func (st *state) apply(tx *gorm.DB, changes []Change, src Source, at time.Time) ([]Outcome, error) {
 	outcomes := st.decide(changes, src, at)
-	return outcomes, st.write(tx, at, outcomes)
+	if err := st.write(tx, at, outcomes); err != nil {
+		return nil, err
+	}
+	for _, c := range changes {
+		if c.Delete {
+			if err := tombstoneUserMemberships(tx, c.Snapshot.ID, src, at); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return outcomes, nil
 }
 
 // state is what one chunk knows about the users it touches: each row as

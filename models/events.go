@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -28,15 +29,27 @@ const (
 	EventIgnore EventKind = iota // an event type usersync does not act on
 	EventUpsert                  // user.created, user.updated
 	EventDelete                  // user.deleted
+	// Organizations and memberships (contract section 7).
+	EventOrgUpsert        // organization.created, organization.updated
+	EventOrgDelete        // organization.deleted
+	EventMembershipUpsert // organizationMembership.created, .updated
+	EventMembershipDelete // organizationMembership.deleted
 )
+
+// isOrgEvent reports whether the event changes organizations or memberships.
+func (k EventKind) isOrgEvent() bool { return k >= EventOrgUpsert }
 
 // Event is a verified, decoded webhook delivery.
 type Event struct {
 	SvixID   string
 	Type     string // Clerk's event type, e.g. "user.created"
 	Kind     EventKind
-	UserID   string
+	UserID   string   // data.id: the user, organization or membership id
 	Snapshot Snapshot // for EventUpsert
+	// Org is the organization of EventOrgUpsert and EventOrgDelete (only
+	// its ID for a deletion); Membership that of the membership events.
+	Org        OrgSnapshot
+	Membership MembershipSnapshot
 }
 
 // EventResult is what processing an event did.
@@ -75,10 +88,25 @@ func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult
 // users they touch is one statement (one round trip per batch saved).
 func processBatch(tx *gorm.DB, evs []Event, at time.Time, lock bool) ([]EventResult, error) {
 	res := make([]EventResult, len(evs))
-	todo, st, err := recordEvents(tx, evs, res, at, !lock)
+	orgs := slices.ContainsFunc(evs, func(ev Event) bool { return ev.Kind.isOrgEvent() })
+	todo, st, err := recordEvents(tx, evs, res, at, !lock && !orgs)
 	if err != nil {
 		return nil, err
 	}
+	if orgs {
+		err = applyInRuns(tx, evs, todo, res, at, lock)
+	} else {
+		err = applyUserEvents(tx, evs, todo, res, st, at, lock)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, fixOutcomes(tx, evs, todo, res)
+}
+
+// applyUserEvents applies the user events at todo through the one write
+// path, with the users already read (st) when the batch was recorded.
+func applyUserEvents(tx *gorm.DB, evs []Event, todo []int, res []EventResult, st *state, at time.Time, lock bool) error {
 	changes := make([]Change, 0, len(todo))
 	applied := make([]int, 0, len(todo))
 	for _, i := range todo {
@@ -94,18 +122,47 @@ func processBatch(tx *gorm.DB, evs []Event, at time.Time, lock bool) ([]EventRes
 		applied = append(applied, i)
 	}
 	var outcomes []Outcome
+	var err error
 	if st != nil {
 		outcomes, err = st.apply(tx, changes, SourceWebhook, at)
 	} else {
 		outcomes, err = applyChanges(tx, changes, SourceWebhook, at, lock)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for j, i := range applied {
 		res[i] = eventResult(outcomes[j])
 	}
-	return res, fixOutcomes(tx, evs, todo, res)
+	return nil
+}
+
+// applyInRuns applies a batch that mixes user and organization events in
+// order: each run of consecutive user events through applyUserEvents, each
+// organization or membership event through applyOrgEvent, so the batch
+// ends as if its events had come one at a time (a user.deleted before a
+// membership of that user makes the membership a tombstone, rule 9).
+func applyInRuns(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at time.Time, lock bool) error {
+	for len(todo) > 0 {
+		i := todo[0]
+		if evs[i].Kind.isOrgEvent() {
+			r, err := applyOrgEvent(tx, evs[i], at)
+			if err != nil {
+				return err
+			}
+			res[i], todo = r, todo[1:]
+			continue
+		}
+		n := 1
+		for n < len(todo) && !evs[todo[n]].Kind.isOrgEvent() {
+			n++
+		}
+		if err := applyUserEvents(tx, evs, todo[:n], res, nil, at, lock); err != nil {
+			return err
+		}
+		todo = todo[n:]
+	}
+	return nil
 }
 
 // eventChanges are the changes evs would make, for reading their users

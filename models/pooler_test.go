@@ -155,7 +155,7 @@ func TestCheckAccessNamesMissingGrants(t *testing.T) {
 				}
 				return models.CheckAccess(context.Background(), tx)
 			})
-			want := fmt.Sprintf(`role %q lacks INSERT ON users, UPDATE ON users, INSERT ON webhook_events, UPDATE ON webhook_events, DELETE ON webhook_events: as the tables' owner, run GRANT INSERT, UPDATE ON users TO %[1]s; GRANT INSERT, UPDATE, DELETE ON webhook_events TO %[1]s;`, role)
+			want := fmt.Sprintf(`role %q lacks INSERT ON users, UPDATE ON users, INSERT ON webhook_events, UPDATE ON webhook_events, DELETE ON webhook_events, INSERT ON organizations, UPDATE ON organizations, INSERT ON organization_memberships, UPDATE ON organization_memberships: as the tables' owner, run GRANT INSERT, UPDATE ON users TO %[1]s; GRANT INSERT, UPDATE, DELETE ON webhook_events TO %[1]s; GRANT INSERT, UPDATE ON organizations TO %[1]s; GRANT INSERT, UPDATE ON organization_memberships TO %[1]s;`, role)
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("restricted role: err = %v, want it to contain %q", err, want)
 			}
@@ -182,7 +182,7 @@ func restrictedRole(t *testing.T, db *gorm.DB) string {
 	stmts := []string{
 		"DROP ROLE IF EXISTS " + role,
 		"CREATE ROLE " + role,
-		"GRANT SELECT ON users, webhook_events, goose_db_version TO " + role,
+		"GRANT SELECT ON users, webhook_events, organizations, organization_memberships, goose_db_version TO " + role,
 	}
 	for _, s := range stmts {
 		if err := db.Exec(s).Error; err != nil {

@@ -46,6 +46,11 @@ type Fake struct {
 	hits     map[string]int
 	failures map[string][]Failure
 	clockOff time.Duration
+
+	orgs     map[string]map[string]any // organization objects by id
+	orgOrder []string
+	mems     map[string]map[string]any // membership objects without their organization
+	memOrder []string
 }
 
 // Failure is a canned answer for one call of an operation: an error status
@@ -62,6 +67,11 @@ const (
 	OpGetUser    = "get_user"
 	OpListUsers  = "list_users"
 	OpCountUsers = "count_users"
+
+	OpListOrganizations   = "list_organizations"
+	OpGetOrganization     = "get_organization"
+	OpListMemberships     = "list_memberships"
+	OpListUserMemberships = "list_user_memberships"
 )
 
 // testKeyPEM is the fake instance's signing key: fixed, so a service that
@@ -113,6 +123,8 @@ func Start(addr string) (*Fake, error) {
 		hidden:   map[string]bool{},
 		hits:     map[string]int{},
 		failures: map[string][]Failure{},
+		orgs:     map[string]map[string]any{},
+		mems:     map[string]map[string]any{},
 	}
 	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 5 * time.Second}
 	go f.srv.Serve(ln)
@@ -190,6 +202,15 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		op = OpCountUsers
 	case r.Method == http.MethodGet && strings.HasPrefix(path, "/users/") && strings.Count(path, "/") == 2:
 		op = OpGetUser
+	case r.Method == http.MethodGet && path == "/organizations":
+		op = OpListOrganizations
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/organizations/") && strings.Count(path, "/") == 2:
+		op = OpGetOrganization
+	case r.Method == http.MethodGet && path == "/organization_memberships":
+		op = OpListMemberships
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/users/") && strings.HasSuffix(path, "/organization_memberships") &&
+		strings.Count(path, "/") == 3:
+		op = OpListUserMemberships
 	default:
 		writeError(w, http.StatusNotFound, "resource_not_found", "not found")
 		return
@@ -226,6 +247,8 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		f.serveUser(w, strings.TrimPrefix(path, "/users/"))
 	case OpListUsers:
 		f.serveList(w, r)
+	case OpListOrganizations, OpGetOrganization, OpListMemberships, OpListUserMemberships:
+		f.serveOrgs(w, r, op, path)
 	case OpCountUsers:
 		f.mu.Lock()
 		n := len(f.users) - len(f.hidden)

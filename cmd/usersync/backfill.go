@@ -23,10 +23,15 @@ import (
 const backfillHelp = `Usage: usersync backfill [--dry-run] [--prune] [--page-size N]
 
 Imports every user from the Clerk Backend API ($CLERK_API_URL/v1/users, oldest
-first) through the same upsert as the webhook, one transaction per page.
-Safe to re-run: users that did not change are not written. Needs CLERK_SECRET_KEY.
+first) through the same upsert as the webhook, one transaction per page; then
+every organization (/v1/organizations) and membership
+(/v1/organization_memberships) the same way. Safe to re-run: objects that did
+not change are not written. Needs CLERK_SECRET_KEY.
 
-Exit codes: 0 all users applied; 1 some users failed or the run stopped early
+--prune also tombstones organizations Clerk answers 404 for, and live
+memberships neither listing returned (when both completed).
+
+Exit codes: 0 everything applied; 1 some objects failed or the run stopped early
 (pages already applied stay committed); 2 bad flags or configuration.
 `
 
@@ -73,6 +78,9 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	if sum.Errors > 0 {
 		return fmt.Errorf("backfill: %d users failed", sum.Errors)
 	}
+	if n := sum.Failed(); n > 0 {
+		return fmt.Errorf("backfill: %d organizations or memberships failed", n)
+	}
 	return nil
 }
 
@@ -83,16 +91,22 @@ func printSummary(w io.Writer, s backfill.Summary, dryRun bool) {
 	}
 	fmt.Fprintln(w, title)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	o, m := s.Organizations, s.Memberships
+	fmt.Fprintf(tw, "  \tusers\torganizations\tmemberships\t\n")
 	for _, row := range []struct {
-		name  string
-		value any
+		name    string
+		u, o, m int
 	}{
-		{"listed", s.Listed}, {"created", s.Created}, {"updated", s.Updated}, {"unchanged", s.Unchanged},
-		{"stale", s.Stale}, {"pruned", s.Pruned}, {"errors", s.Errors},
-		{"elapsed", s.Elapsed.Round(time.Millisecond)}, {"users/s", fmt.Sprintf("%.0f", s.UsersPerSecond())},
+		{"listed", s.Listed, o.Listed, m.Listed}, {"created", s.Created, o.Created, m.Created},
+		{"updated", s.Updated, o.Updated, m.Updated}, {"unchanged", s.Unchanged, o.Unchanged, m.Unchanged},
+		{"stale", s.Stale, o.Stale, m.Stale}, {"pruned", s.Pruned, o.Pruned, m.Pruned},
+		{"errors", s.Errors, o.Errors, m.Errors},
 	} {
-		fmt.Fprintf(tw, "  %s\t%v\t\n", row.name, row.value)
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t\n", row.name, row.u, row.o, row.m)
 	}
+	fmt.Fprintf(tw, "  elapsed\t%v\t%v\t%v\t\n", s.Elapsed.Round(time.Millisecond), s.OrgsElapsed.Round(time.Millisecond),
+		s.MembershipsElapsed.Round(time.Millisecond))
+	fmt.Fprintf(tw, "  per second\t%.0f\t%.0f\t%.0f\t\n", s.UsersPerSecond(), s.OrgsPerSecond(), s.MembershipsPerSecond())
 	tw.Flush()
 }
 

@@ -117,9 +117,18 @@ func requiredEnv(t testing.TB, name, skipReason string) string {
 // under CI=true, where it fails.
 func PooledDSN(t testing.TB) string {
 	t.Helper()
+	return PoolerURLFor(t, newPostgresDatabase(t))
+}
+
+// PoolerURLFor is the URL of the Postgres database at direct (a NewDSN
+// URL) through the pooler at TEST_PGBOUNCER_URL, so a test can reach one
+// database both ways (two replicas, one pooled). Without the pooler the
+// test is skipped, except under CI=true, where it fails.
+func PoolerURLFor(t testing.TB, direct string) string {
+	t.Helper()
 	pooler := requiredEnv(t, "TEST_PGBOUNCER_URL",
 		"pooler test skipped: run .ci/pgbouncer.sh start and set TEST_PGBOUNCER_URL to the URL it prints")
-	direct, err := url.Parse(newPostgresDatabase(t))
+	d, err := url.Parse(direct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +136,7 @@ func PooledDSN(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("TEST_PGBOUNCER_URL: %v", err)
 	}
-	u.Path = direct.Path
+	u.Path = d.Path
 	u.RawQuery = "sslmode=disable"
 	return u.String()
 }

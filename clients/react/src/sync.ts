@@ -15,6 +15,19 @@ export interface SyncedUser {
   tier: string;
   createdAt: string;
   updatedAt: string;
+  /** The organizations the user is a member of (live only), in the order they joined. */
+  organizations: SyncedOrganization[];
+}
+
+/** One organization of a synced user: the organizations row joined with the user's membership. */
+export interface SyncedOrganization {
+  id: string;
+  name: string | null;
+  slug: string | null;
+  /** The user's role in it, e.g. "org:admin". */
+  role: string;
+  /** The organization's tier: FREE, PRO or MAXX. */
+  tier: string;
 }
 
 /** A sync that failed for good; status is the HTTP status, 0 for no answer (network error, CORS). */

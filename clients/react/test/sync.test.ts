@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { knownSync, resetUserSync, syncUser, UserSyncError, type SyncUserOptions } from "../src";
 
-const user = (id: string) => ({ id, email: null, firstName: null, lastName: null, imageUrl: null, username: null, phoneNumber: null, tier: "FREE", createdAt: "", updatedAt: "" });
+const user = (id: string) => ({ id, email: null, firstName: null, lastName: null, imageUrl: null, username: null, phoneNumber: null, tier: "FREE", createdAt: "", updatedAt: "", organizations: [] });
 const reply = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json", ...headers } });
 

@@ -29,6 +29,7 @@ const record = (id: string) => ({
   tier: "PRO",
   createdAt: "2026-11-27T10:00:00Z",
   updatedAt: "2026-11-27T10:00:00Z",
+  organizations: [{ id: "org_1", name: "Acme", slug: "acme", role: "org:admin", tier: "PRO" }],
 });
 
 function reply(status: number, body: unknown, headers: Record<string, string> = {}): Response {

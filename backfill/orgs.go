@@ -1,0 +1,210 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/usersync/usersync/clerkapi"
+	"github.com/usersync/usersync/models"
+)
+
+// Counts is what a run did to one kind of object.
+type Counts struct {
+	Listed, Created, Updated, Unchanged, Stale, Pruned, Errors int
+}
+
+func (c *Counts) count(o models.Outcome) {
+	switch o {
+	case models.Created:
+		c.Created++
+	case models.Updated:
+		c.Updated++
+	case models.Unchanged:
+		c.Unchanged++
+	default: // Stale, Gone, or a membership stored as a tombstone (Deleted)
+		c.Stale++
+	}
+}
+
+// orgPage is one page of organizations or memberships, as changes.
+type orgPage struct {
+	changes []models.OrgChange
+	own     []int // the index in changes of each listed object's own change
+	ids     []string
+	invalid []error
+	size    int
+}
+
+// importOrgs lists organizations, then memberships, after the users, each
+// page applied in one transaction.
+func (r *runner) importOrgs(ctx context.Context) error {
+	orgs := func(offset int) (orgPage, int, error) {
+		page, err := r.clerk.ListOrganizations(ctx, offset, r.opts.PageSize)
+		p := orgPage{invalid: page.Invalid, size: page.Size}
+		for _, s := range page.Snapshots {
+			p.own = append(p.own, len(p.changes))
+			p.ids = append(p.ids, s.ID)
+			p.changes = append(p.changes, models.OrgChange{Kind: models.ApplyOrg, Org: s})
+		}
+		return p, page.Total, err
+	}
+	mems := func(offset int) (orgPage, int, error) {
+		page, err := r.clerk.ListMemberships(ctx, offset, r.opts.PageSize)
+		p := orgPage{invalid: page.Invalid, size: page.Size}
+		for _, s := range page.Snapshots {
+			p.changes = append(p.changes, models.MembershipChanges(models.ApplyMembership, s)...)
+			p.own = append(p.own, len(p.changes)-1)
+			p.ids = append(p.ids, s.ID)
+		}
+		return p, page.Total, err
+	}
+	start := time.Now()
+	err := r.importKind(ctx, "organizations", orgs, &r.sum.Organizations, r.listedOrgs)
+	r.sum.OrgsElapsed = time.Since(start)
+	if err != nil {
+		return err
+	}
+	start = time.Now()
+	err = r.importKind(ctx, "memberships", mems, &r.sum.Memberships, r.listedMems)
+	r.sum.MembershipsElapsed = time.Since(start)
+	return err
+}
+
+// importKind pages through one listing, fetching the next page while the
+// current one is written.
+func (r *runner) importKind(ctx context.Context, kind string, fetch func(offset int) (orgPage, int, error),
+	counts *Counts, listed map[string]struct{}) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan orgPage, 1)
+	done := make(chan error, 1)
+	go func() {
+		defer close(pages)
+		done <- r.listKind(ctx, kind, fetch, pages)
+	}()
+	for page := range pages {
+		if err := r.applyKind(ctx, page, counts, listed); err != nil {
+			cancel()
+			for range pages {
+			}
+			return fmt.Errorf("%w: %s: %v", ErrIncomplete, kind, err)
+		}
+	}
+	if err := <-done; err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrIncomplete, kind, err)
+	}
+	return nil
+}
+
+func (r *runner) listKind(ctx context.Context, kind string, fetch func(int) (orgPage, int, error), pages chan<- orgPage) error {
+	for offset := 0; ; {
+		var page orgPage
+		var total int
+		err := r.withRetry(ctx, "list "+kind, func() (err error) {
+			page, total, err = fetch(offset)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if offset == 0 && r.opts.Progress != nil {
+			r.opts.Progress.StartKind(kind, total)
+		}
+		select {
+		case pages <- page:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if page.size < r.opts.PageSize {
+			return nil
+		}
+		offset += page.size
+	}
+}
+
+func (r *runner) applyKind(ctx context.Context, page orgPage, counts *Counts, listed map[string]struct{}) error {
+	for _, err := range page.invalid {
+		counts.Errors++
+		r.opts.Log.Error("object could not be mapped", "err", err)
+	}
+	counts.Listed += page.size
+	for _, id := range page.ids {
+		listed[id] = struct{}{}
+	}
+	applyFn := models.ApplyOrgChanges
+	if r.opts.DryRun {
+		applyFn = models.DryRunOrgChanges
+	}
+	outcomes, err := applyFn(ctx, r.db, page.changes, models.SourceBackfill)
+	if err != nil {
+		return err
+	}
+	for _, i := range page.own {
+		counts.count(outcomes[i])
+	}
+	if r.opts.Progress != nil {
+		r.opts.Progress.Update(counts.Listed)
+		if page.size < r.opts.PageSize {
+			r.opts.Progress.Finish(counts.Listed)
+		}
+	}
+	return nil
+}
+
+// pruneOrgs tombstones live organizations the listing did not return once
+// Clerk answers 404 for each, and live memberships neither listing
+// returned that were created before the run (a newer one may be missing
+// only because it is new).
+func (r *runner) pruneOrgs(ctx context.Context, started time.Time) error {
+	var missing []string
+	err := models.EachLiveOrgID(ctx, r.db, func(id string) error {
+		if _, ok := r.listedOrgs[id]; !ok {
+			missing = append(missing, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range missing {
+		err := r.withRetry(ctx, "get organization", func() error { return r.clerk.GetOrganization(ctx, id) })
+		switch {
+		case errors.Is(err, clerkapi.ErrOrganizationNotFound):
+			if err := r.applyPrune(ctx, models.OrgChange{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: id}}); err != nil {
+				return err
+			}
+			r.sum.Organizations.Pruned++
+		case err != nil:
+			r.sum.Organizations.Errors++
+			r.opts.Log.Error("could not confirm deletion", "organization_id", id, "err", err)
+		}
+	}
+	var gone []string
+	err = models.EachLiveMembershipID(ctx, r.db, clerkapi.ListedBefore(started), func(id string) error {
+		if _, ok := r.listedMems[id]; !ok {
+			gone = append(gone, id)
+		}
+		return nil
+	})
+	if err != nil || len(gone) == 0 {
+		return err
+	}
+	n := len(gone)
+	if !r.opts.DryRun {
+		if n, err = models.TombstoneMemberships(ctx, r.db, gone, models.SourceBackfill); err != nil {
+			return err
+		}
+	}
+	r.sum.Memberships.Pruned += n
+	return nil
+}
+
+func (r *runner) applyPrune(ctx context.Context, c models.OrgChange) error {
+	if r.opts.DryRun {
+		return nil
+	}
+	_, err := models.ApplyOrgChanges(ctx, r.db, []models.OrgChange{c}, models.SourceBackfill)
+	return err
+}

@@ -1,0 +1,165 @@
+package clerktest
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// PutOrganization stores a Clerk organization object (as Organization
+// builds it, or any JSON object with an id).
+func (f *Fake) PutOrganization(o map[string]any) {
+	id := o["id"].(string)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.orgs[id]; !ok {
+		f.orgOrder = append(f.orgOrder, id)
+	}
+	f.orgs[id] = o
+}
+
+// DeleteOrganization removes an organization and its memberships, as
+// deleting it in Clerk does.
+func (f *Fake) DeleteOrganization(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.orgs, id)
+	for mid, m := range f.mems {
+		if m["organization_id"] == id {
+			delete(f.mems, mid)
+		}
+	}
+}
+
+// PutMembership stores a membership built by Membership; listings answer
+// it with its organization's current object embedded, as Clerk does.
+func (f *Fake) PutMembership(m map[string]any) {
+	id := m["id"].(string)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.mems[id]; !ok {
+		f.memOrder = append(f.memOrder, id)
+	}
+	f.mems[id] = m
+}
+
+// DeleteMembership removes a membership.
+func (f *Fake) DeleteMembership(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.mems, id)
+}
+
+// Organization builds a Clerk organization object like Clerk's documented
+// example; fields override or add to the defaults.
+func Organization(id string, updatedAt int64, fields map[string]any) map[string]any {
+	o := map[string]any{
+		"object": "organization", "id": id, "name": "Org " + id, "slug": strings.ToLower(id),
+		"image_url": "https://img.clerk.com/" + id, "has_image": true, "members_count": 1,
+		"missing_member_with_elevated_permissions": false, "pending_invitations_count": 0,
+		"max_allowed_memberships": 5, "admin_delete_enabled": true,
+		"public_metadata": map[string]any{}, "private_metadata": map[string]any{},
+		"created_by": "user_creator", "created_at": updatedAt, "updated_at": updatedAt,
+	}
+	for k, v := range fields {
+		o[k] = v
+	}
+	return o
+}
+
+// Membership builds a Clerk organization membership of userID in orgID;
+// fields override or add to the defaults.
+func Membership(id, orgID, userID string, createdAt int64, role string, fields map[string]any) map[string]any {
+	m := map[string]any{
+		"object": "organization_membership", "id": id, "role": role, "role_name": role,
+		"permissions": []any{}, "public_metadata": map[string]any{}, "private_metadata": map[string]any{},
+		"organization_id": orgID,
+		"public_user_data": map[string]any{
+			"user_id": userID, "first_name": "Ada", "last_name": "Lovelace", "image_url": "https://img.clerk.com/" + userID,
+			"has_image": true, "identifier": userID + "@example.com",
+		},
+		"created_at": createdAt, "updated_at": createdAt,
+	}
+	for k, v := range fields {
+		m[k] = v
+	}
+	return m
+}
+
+func (f *Fake) serveOrgs(w http.ResponseWriter, r *http.Request, op, path string) {
+	if op == OpGetOrganization {
+		f.mu.Lock()
+		o, ok := f.orgs[strings.TrimPrefix(path, "/organizations/")]
+		f.mu.Unlock()
+		if !ok {
+			writeError(w, http.StatusNotFound, "resource_not_found", "not found")
+			return
+		}
+		writeJSON(w, http.StatusOK, o)
+		return
+	}
+	limit, offset, ok := paging(w, r)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	var items []any
+	switch op {
+	case OpListOrganizations:
+		for _, id := range f.orgOrder {
+			if o, ok := f.orgs[id]; ok {
+				items = append(items, o)
+			}
+		}
+	case OpListMemberships, OpListUserMemberships:
+		user := strings.TrimSuffix(strings.TrimPrefix(path, "/users/"), "/organization_memberships")
+		for _, id := range f.memOrder {
+			m, ok := f.mems[id]
+			if !ok || (op == OpListUserMemberships && m["public_user_data"].(map[string]any)["user_id"] != user) {
+				continue
+			}
+			items = append(items, f.withOrganization(m))
+		}
+	}
+	f.mu.Unlock()
+	total := len(items)
+	data := []any{}
+	if offset < total {
+		data = items[offset:min(offset+limit, total)]
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": data, "total_count": total})
+}
+
+// withOrganization is the membership as Clerk answers it: the
+// organization embedded, no organization_id of its own.
+func (f *Fake) withOrganization(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if k != "organization_id" {
+			out[k] = v
+		}
+	}
+	orgID, _ := m["organization_id"].(string)
+	if o, ok := f.orgs[orgID]; ok {
+		out["organization"] = o
+	} else {
+		out["organization"] = Organization(orgID, 1, nil)
+	}
+	return out
+}
+
+// paging reads limit (default 10, 1 to 500) and offset as Clerk does.
+func paging(w http.ResponseWriter, r *http.Request) (limit, offset int, ok bool) {
+	limit = 10
+	if v, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil {
+		limit = v
+	}
+	if v, err := strconv.Atoi(r.URL.Query().Get("offset")); err == nil {
+		offset = v
+	}
+	if limit < 1 || limit > 500 {
+		writeError(w, http.StatusUnprocessableEntity, "form_param_value_invalid", "limit must be between 1 and 500")
+		return 0, 0, false
+	}
+	return limit, max(0, offset), true
+}

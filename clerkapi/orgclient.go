@@ -1,0 +1,153 @@
+package clerkapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/clerk/clerk-sdk-go/v2"
+	"github.com/clerk/clerk-sdk-go/v2/organization"
+	"github.com/clerk/clerk-sdk-go/v2/organizationmembership"
+	"github.com/clerk/clerk-sdk-go/v2/user"
+
+	"github.com/usersync/usersync/models"
+)
+
+// ErrOrganizationNotFound means Clerk answered 404 for the organization.
+var ErrOrganizationNotFound = errors.New("organization not found in Clerk")
+
+// OrgPage is one page of GET /v1/organizations.
+type OrgPage struct {
+	Snapshots []models.OrgSnapshot
+	Invalid   []error // organizations that could not be mapped
+	Size      int     // organizations in the page, mapped or not
+	Total     int     // total_count
+}
+
+// MembershipPage is one page of a membership listing.
+type MembershipPage struct {
+	Snapshots []models.MembershipSnapshot
+	Invalid   []error
+	Size      int
+	Total     int
+}
+
+// rawList is Clerk's list envelope, {data, total_count}, with each item
+// kept as Clerk's bytes.
+type rawList struct {
+	clerk.APIResource
+	Data       []json.RawMessage `json:"data"`
+	TotalCount int               `json:"total_count"`
+}
+
+// ListOrganizations fetches one page of organizations, oldest first.
+func (c *Client) ListOrganizations(ctx context.Context, offset, limit int) (OrgPage, error) {
+	params := &organization.ListParams{OrderBy: clerk.String("+created_at")}
+	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
+	list, err := c.list(ctx, "/organizations", params, "list organizations")
+	if err != nil {
+		return OrgPage{}, err
+	}
+	page := OrgPage{Size: len(list.Data), Total: list.TotalCount, Snapshots: make([]models.OrgSnapshot, 0, len(list.Data))}
+	for _, raw := range list.Data {
+		s, err := OrgSnapshotFromJSON(raw)
+		if err != nil {
+			page.Invalid = append(page.Invalid, err)
+			continue
+		}
+		page.Snapshots = append(page.Snapshots, s)
+	}
+	return page, nil
+}
+
+// ListMemberships fetches one page of the instance-wide
+// GET /v1/organization_memberships, oldest first (clerk-sdk-go only wraps
+// the per-organization listing, so it is called directly).
+func (c *Client) ListMemberships(ctx context.Context, offset, limit int) (MembershipPage, error) {
+	params := &organizationmembership.ListParams{OrderBy: clerk.String("+created_at")}
+	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
+	list, err := c.list(ctx, "/organization_memberships", params, "list memberships")
+	if err != nil {
+		return MembershipPage{}, err
+	}
+	return membershipPage(list), nil
+}
+
+// ListUserMemberships fetches every page of
+// GET /v1/users/{id}/organization_memberships.
+func (c *Client) ListUserMemberships(ctx context.Context, userID string) ([]models.MembershipSnapshot, error) {
+	var out []models.MembershipSnapshot
+	for offset := 0; ; {
+		params := &user.ListOrganizationMembershipsParams{}
+		params.Limit, params.Offset = clerk.Int64(MaxPageSize), clerk.Int64(int64(offset))
+		list, err := c.list(ctx, "/users/"+url.PathEscape(userID)+"/organization_memberships", params, "list user memberships")
+		if err != nil {
+			return nil, err
+		}
+		page := membershipPage(list)
+		if len(page.Invalid) > 0 {
+			return nil, fmt.Errorf("list user memberships: %w", page.Invalid[0])
+		}
+		out = append(out, page.Snapshots...)
+		offset += page.Size
+		if page.Size < MaxPageSize || offset >= page.Total {
+			return out, nil
+		}
+	}
+}
+
+// GetOrganization asks GET /v1/organizations/{id}; ErrOrganizationNotFound
+// means Clerk deleted it.
+func (c *Client) GetOrganization(ctx context.Context, id string) error {
+	req := clerk.NewAPIRequest(http.MethodGet, "/organizations/"+url.PathEscape(id))
+	var raw rawObject
+	if err := c.backend.Call(ctx, req, &raw); err != nil {
+		err = classify(err, "get organization")
+		if errors.Is(err, ErrUserNotFound) {
+			return fmt.Errorf("get organization: %w", ErrOrganizationNotFound)
+		}
+		return err
+	}
+	return nil
+}
+
+type rawObject struct {
+	clerk.APIResource
+}
+
+func (c *Client) list(ctx context.Context, path string, params clerk.Params, op string) (*rawList, error) {
+	req := clerk.NewAPIRequest(http.MethodGet, path)
+	req.SetParams(params)
+	list := &rawList{}
+	if err := c.backend.Call(ctx, req, list); err != nil {
+		return nil, classify(err, op)
+	}
+	return list, nil
+}
+
+func membershipPage(list *rawList) MembershipPage {
+	page := MembershipPage{Size: len(list.Data), Total: list.TotalCount,
+		Snapshots: make([]models.MembershipSnapshot, 0, len(list.Data))}
+	for _, raw := range list.Data {
+		s, err := MembershipSnapshotFromJSON(raw)
+		if err != nil {
+			page.Invalid = append(page.Invalid, err)
+			continue
+		}
+		page.Snapshots = append(page.Snapshots, s)
+	}
+	return page
+}
+
+// ClockMargin is how far Clerk's clock and ours may disagree.
+const ClockMargin = time.Minute
+
+// ListedBefore is the clerk_created_at (ms) before which a membership
+// missing from a complete listing that began at started is known to be
+// gone: one created after the listing began (by Clerk's clock, which may
+// be off by ClockMargin) may be missing only because it is new.
+func ListedBefore(started time.Time) int64 { return started.Add(-ClockMargin).UnixMilli() }

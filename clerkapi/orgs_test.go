@@ -1,0 +1,97 @@
+package clerkapi_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/usersync/usersync/clerkapi"
+	"github.com/usersync/usersync/models"
+)
+
+func TestOrganizationFixtures(t *testing.T) {
+	ev, err := clerkapi.ParseEvent(readFixture(t, "clerk_organization_created_example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	org, err := ev.Organization()
+	if err != nil {
+		t.Fatal(err)
+	}
+	org.RawJSON = ""
+	want := models.OrgSnapshot{ID: "org_2g7np7Hrk0SN6kj5EDMLDaKNL0S", Name: ptr("Acme Corp"), Slug: ptr("acme-corp"),
+		ImageURL: ptr("https://img.clerk.com/xxxxxx"), CreatedBy: ptr("user_2g7np7Hrk0SN6kj5EDMLDaKNL0S"),
+		MembersCount: ptr(int64(1)), UpdatedAt: 1716883200000}
+	if diff := cmp.Diff(want, org); diff != "" {
+		t.Errorf("organization (-want +got):\n%s", diff)
+	}
+	for _, name := range []string{"clerk_organization_membership_created_example.json", "clerk_organization_membership_deleted_example.json"} {
+		ev, err := clerkapi.ParseEvent(readFixture(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := ev.Membership()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.ID != "orgmem_2g7np7Hrk0SN6kj5EDMLDaKNL0S" || m.OrganizationID != want.ID || m.UserID != "user_2h8op3Isl1QR7tKu5FGNfaLKEoU" ||
+			m.Role != "org:member" || m.CreatedAt != 1716883200000 || m.Org == nil || m.Org.ID != want.ID || !json.Valid([]byte(m.RawJSON)) {
+			t.Errorf("%s: membership = %+v", name, m)
+		}
+	}
+}
+
+// FuzzOrgSnapshots maps arbitrary organization and membership objects:
+// nothing panics, errors are the package's, and a mapped snapshot keeps
+// the rules' invariants (an id, a valid tier, storable raw JSON, a
+// membership's organization and user).
+func FuzzOrgSnapshots(f *testing.F) {
+	for _, name := range []string{"clerk_organization_created_example.json", "clerk_organization_membership_created_example.json",
+		"clerk_organization_membership_deleted_example.json", "clerk_organization_deleted_example.json"} {
+		var env struct{ Data json.RawMessage }
+		json.Unmarshal(readFixture(f, name), &env)
+		f.Add([]byte(env.Data))
+	}
+	f.Add([]byte(`{"id":"org_1","name":"","public_metadata":{"tier":"Maxx"},"members_count":null}`))
+	f.Add([]byte(`{"id":"orgmem_1","organization":{"id":"org_1","name":"a\u0000"},"public_user_data":{"user_id":"u"},"role":"\ud800"}`))
+	f.Add([]byte(`{"id":"orgmem_1","organization":[],"public_user_data":{}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if o, err := clerkapi.OrgSnapshotFromJSON(raw); err != nil {
+			if !errors.Is(err, clerkapi.ErrInvalidOrganization) {
+				t.Fatalf("error %v is not ErrInvalidOrganization", err)
+			}
+		} else {
+			checkOrg(t, o)
+		}
+		m, err := clerkapi.MembershipSnapshotFromJSON(raw)
+		if err != nil {
+			if !errors.Is(err, clerkapi.ErrInvalidMembership) {
+				t.Fatalf("error %v is not ErrInvalidMembership", err)
+			}
+			return
+		}
+		if m.ID == "" || m.UserID == "" || m.Org == nil || m.OrganizationID != m.Org.ID || !json.Valid([]byte(m.RawJSON)) {
+			t.Fatalf("membership %+v", m)
+		}
+		checkOrg(t, *m.Org)
+	})
+}
+
+func checkOrg(t *testing.T, o models.OrgSnapshot) {
+	t.Helper()
+	if o.ID == "" || !json.Valid([]byte(o.RawJSON)) {
+		t.Fatalf("organization id %q, raw %q", o.ID, o.RawJSON)
+	}
+	switch o.Tier {
+	case "", models.TierFree, models.TierPro, models.TierMaxx:
+	default:
+		t.Fatalf("tier %q", o.Tier)
+	}
+	for _, p := range []*string{o.Name, o.Slug, o.ImageURL, o.CreatedBy} {
+		if p != nil && *p == "" {
+			t.Fatal("empty string stored instead of NULL")
+		}
+	}
+}

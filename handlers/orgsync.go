@@ -1,0 +1,49 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/usersync/usersync/clerkapi"
+	"github.com/usersync/usersync/models"
+)
+
+// syncMemberships is the login-time part of contract section 7: every page
+// of the user's memberships from Clerk, applied with their organizations,
+// and the user's live memberships Clerk no longer lists tombstoned, in one
+// transaction. Nothing is written when nothing changed (rule 7).
+func (s *server) syncMemberships(ctx context.Context, userID string) error {
+	started := time.Now()
+	mems, err := s.Clerk.ListUserMemberships(ctx, userID)
+	if err != nil {
+		return fail(http.StatusBadGateway, "Clerk Backend API unavailable, retry later", err)
+	}
+	keep := make(map[string]bool, len(mems))
+	var changes []models.OrgChange
+	for _, m := range mems {
+		keep[m.ID] = true
+		changes = append(changes, models.MembershipChanges(models.ApplyMembership, m)...)
+	}
+	changes = append(changes, models.OrgChange{
+		Kind: models.PruneMemberships, UserID: userID, Keep: keep, Before: clerkapi.ListedBefore(started),
+	})
+	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
+	defer cancel()
+	if _, err := models.ApplyOrgChanges(ctx, s.DB, changes, models.SourceLogin); err != nil {
+		return dbUnavailable(err)
+	}
+	return nil
+}
+
+// userOrganizations reads the user's organizations from the tables, as
+// fresh and non-fresh answers both carry them.
+func (s *server) userOrganizations(ctx context.Context, userID string) ([]models.UserOrganization, error) {
+	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
+	defer cancel()
+	orgs, err := models.FindUserOrganizations(ctx, s.DB, userID)
+	if err != nil {
+		return nil, dbUnavailable(err)
+	}
+	return orgs, nil
+}
