@@ -51,25 +51,7 @@ func findUser(ctx context.Context, db *gorm.DB, query map[Dialect]string, id str
 // EachLiveUserID calls fn with the ids of live rows in id order, reading
 // them a page at a time so millions of rows never sit in memory at once.
 func EachLiveUserID(ctx context.Context, db *gorm.DB, fn func(id string) error) error {
-	const page = 5000
-	after := ""
-	for {
-		var ids []string
-		err := db.WithContext(ctx).Model(&User{}).Where("deleted_at IS NULL AND id > ?", after).
-			Order("id").Limit(page).Pluck("id", &ids).Error
-		if err != nil {
-			return fmt.Errorf("list live users: %w", err)
-		}
-		for _, id := range ids {
-			if err := fn(id); err != nil {
-				return err
-			}
-		}
-		if len(ids) < page {
-			return nil
-		}
-		after = ids[len(ids)-1]
-	}
+	return eachLiveID(ctx, db.Model(&User{}), fn)
 }
 
 // findProfilesSQL reads many rows by id in one query (profileColumns).
