@@ -438,17 +438,20 @@ func (st *orgState) write(tx *gorm.DB) error {
 		}
 		return mems[i].ID < mems[j].ID
 	})
-	if err := writeRows(tx, orgs, orgUpdateColumns); err != nil {
+	if err := writeRows(tx, "organizations", orgs, orgUpdateColumns); err != nil {
 		return fmt.Errorf("write %d organizations: %w", len(orgs), err)
 	}
-	if err := writeRows(tx, mems, memUpdateColumns); err != nil {
+	if err := writeRows(tx, "organization_memberships", mems, memUpdateColumns); err != nil {
 		return fmt.Errorf("write %d memberships: %w", len(mems), err)
 	}
 	return nil
 }
 
 // The columns a write replaces: all but id and created_at. The rows were
-// read under the batch's locks, so the write needs no ordering guard.
+// read under the batch's locks; writeRows still never changes a tombstone,
+// so a writer that could not take a lock (a membership deletion whose
+// payload names no organization or user) cannot be undone by a concurrent
+// update that read the row before the deletion committed (rules 8 and 9).
 var (
 	orgUpdateColumns = []string{"name", "slug", "image_url", "created_by", "tier", "members_count",
 		"clerk_updated_at", "updated_at", "deleted_at", "sync_source", "raw_json"}
@@ -456,8 +459,12 @@ var (
 		"clerk_updated_at", "updated_at", "deleted_at", "sync_source", "raw_json"}
 )
 
-func writeRows[T any](tx *gorm.DB, rows []T, cols []string) error {
-	conflict := clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoUpdates: clause.AssignmentColumns(cols)}
+func writeRows[T any](tx *gorm.DB, table string, rows []T, cols []string) error {
+	conflict := clause.OnConflict{
+		Columns:   []clause.Column{{Name: "id"}},
+		DoUpdates: clause.AssignmentColumns(cols),
+		Where:     clause.Where{Exprs: []clause.Expression{clause.Expr{SQL: table + ".deleted_at IS NULL"}}},
+	}
 	for start := 0; start < len(rows); start += orgWriteChunk {
 		chunk := rows[start:min(start+orgWriteChunk, len(rows))]
 		if err := tx.Clauses(conflict).Create(&chunk).Error; err != nil {

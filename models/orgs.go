@@ -172,9 +172,22 @@ func eachLiveID(ctx context.Context, q *gorm.DB, fn func(id string) error) error
 }
 
 // TombstoneMemberships makes the live memberships with these ids
-// tombstones (a backfill's prune), in one transaction, and reports how
-// many it changed.
+// tombstones (a backfill's prune), one transaction per chunk of
+// orgWriteChunk ids (so any number stays within the databases' parameter
+// limits), and reports how many it changed.
 func TombstoneMemberships(ctx context.Context, db *gorm.DB, ids []string, src Source) (int, error) {
+	total := 0
+	for start := 0; start < len(ids); start += orgWriteChunk {
+		n, err := tombstoneMemberships(ctx, db, ids[start:min(start+orgWriteChunk, len(ids))], src)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func tombstoneMemberships(ctx context.Context, db *gorm.DB, ids []string, src Source) (int, error) {
 	return inTx(ctx, db, func(tx *gorm.DB, _ bool) (int, error) {
 		var rows []Membership
 		if err := tx.Select("id", "organization_id", "user_id").Where("id IN ?", ids).Find(&rows).Error; err != nil {
