@@ -124,7 +124,8 @@ func TestWebhookRefusesUnstorableInput(t *testing.T) {
 		if n := tableCount(t, db); n != 0 {
 			t.Errorf("users rows = %d, want 0", n)
 		}
-		if !strings.Contains(log.String(), `"level":"INFO","msg":"request refused"`) || !strings.Contains(log.String(), "cannot unmarshal") {
+		if !strings.Contains(log.String(), `"level":"INFO","msg":"request refused"`) ||
+			!strings.Contains(log.String(), "unmarshal") || !strings.Contains(log.String(), "updated_at") {
 			t.Errorf("log lacks the refused cause:\n%s", log)
 		}
 	})
