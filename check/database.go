@@ -72,8 +72,8 @@ func (c *Checker) Grants(ctx context.Context) Result {
 	return ok(name, "role %s may read and write %s", role, joinAnd(Tables))
 }
 
-// Tables are the tables the service writes.
-var Tables = []string{"users", "webhook_events", "organizations", "organization_memberships"}
+// Tables are the tables the service reads and writes.
+var Tables = models.RuntimeTables()
 
 // sqliteWritable tries a write in a transaction that is rolled back.
 func (c *Checker) sqliteWritable(ctx context.Context) Result {

@@ -23,7 +23,7 @@ func TestReadyzFollowsGrants(t *testing.T) {
 	role := "usersync_ready_" + strings.ToLower(dbName[len(dbName)-8:])
 	for _, s := range []string{
 		"CREATE ROLE " + role + " LOGIN",
-		strings.ReplaceAll(models.RuntimeGrantsSQL, "usersync_app", role),
+		models.RuntimeGrants(role),
 	} {
 		if err := owner.Exec(s).Error; err != nil {
 			t.Fatal(err)

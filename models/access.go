@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"gorm.io/gorm"
@@ -22,13 +23,29 @@ var requiredGrants = []struct{ table, privilege string }{
 	{"organization_memberships", "UPDATE"},
 }
 
-// RuntimeGrantsSQL is what a Postgres superuser runs to let a restricted role
-// (here "usersync_app") run the service once `usersync migrate` has made the
-// schema; kept beside requiredGrants so the documentation cannot drift.
-const RuntimeGrantsSQL = `GRANT SELECT, INSERT, UPDATE ON users TO usersync_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_events TO usersync_app;
-GRANT SELECT, INSERT, UPDATE ON organizations, organization_memberships TO usersync_app;
-GRANT SELECT ON goose_db_version TO usersync_app;`
+// RuntimeGrants is what a table owner runs to let a restricted role run the
+// service once `usersync migrate` has made the schema: one GRANT per table
+// of requiredGrants, and SELECT on the migration log that serve reads at
+// start. Derived from requiredGrants, so what is checked and what is
+// documented cannot drift apart.
+func RuntimeGrants(role string) string {
+	all := make([]string, len(requiredGrants))
+	for i, g := range requiredGrants {
+		all[i] = g.privilege + " ON " + g.table
+	}
+	return grantStatements(all, role, "\n") + "\nGRANT SELECT ON goose_db_version TO " + role + ";"
+}
+
+// RuntimeTables are the tables the service reads and writes.
+func RuntimeTables() []string {
+	var tables []string
+	for _, g := range requiredGrants {
+		if !slices.Contains(tables, g.table) {
+			tables = append(tables, g.table)
+		}
+	}
+	return tables
+}
 
 // CheckAccess reports whether the connected role may read and write the
 // tables the service uses, naming every missing grant. A role that cannot
@@ -69,13 +86,13 @@ func CheckAccess(ctx context.Context, db *gorm.DB) error {
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("role %q lacks %s: as the tables' owner, run %s", role,
-			strings.Join(missing, ", "), grantStatements(missing, role))
+			strings.Join(missing, ", "), grantStatements(missing, role, " "))
 	}
 	return nil
 }
 
 // grantStatements turns "PRIV ON table" items into one GRANT per table.
-func grantStatements(missing []string, role string) string {
+func grantStatements(missing []string, role, sep string) string {
 	var tables []string
 	privs := map[string][]string{}
 	for _, m := range missing {
@@ -89,7 +106,7 @@ func grantStatements(missing []string, role string) string {
 	for i, t := range tables {
 		stmts[i] = fmt.Sprintf("GRANT %s ON %s TO %s;", strings.Join(privs[t], ", "), t, role)
 	}
-	return strings.Join(stmts, " ")
+	return strings.Join(stmts, sep)
 }
 
 func grantValues() string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -159,7 +160,7 @@ func TestCheckAccessNamesMissingGrants(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("restricted role: err = %v, want it to contain %q", err, want)
 			}
-			grants := strings.ReplaceAll(models.RuntimeGrantsSQL, "usersync_app", role)
+			grants := models.RuntimeGrants(role)
 			if err := owner.Exec(grants).Error; err != nil {
 				t.Fatal(err)
 			}
@@ -210,5 +211,19 @@ func TestDetectPooler(t *testing.T) {
 				t.Errorf("DetectPooler = %v, want %v", pooled, want)
 			}
 		})
+	}
+}
+
+// The grants docs/hosted-postgres.md tells operators to run are exactly the
+// ones CheckAccess checks.
+func TestDocumentedGrantsMatchTheCheck(t *testing.T) {
+	doc, err := os.ReadFile("../docs/hosted-postgres.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(models.RuntimeGrants("usersync_app"), "\n") {
+		if !strings.Contains(string(doc), line) {
+			t.Errorf("docs/hosted-postgres.md lacks %q", line)
+		}
 	}
 }

@@ -73,14 +73,25 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// The README's first-run story on each database: serve starts with no
+// The README's first-run story on each database (and Postgres through a
+// transaction pooler): serve starts with no
 // webhook secret, webhook send signs a sample with the same development
 // secret, the user lands in the table, and SIGTERM stops serve cleanly.
 func TestServeAndWebhookSend(t *testing.T) {
-	for _, d := range modelstest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
+	targets := []struct {
+		name string
+		d    models.Dialect
+		dsn  func(testing.TB) string
+	}{
+		{"sqlite", models.SQLite, func(t testing.TB) string { return modelstest.NewDSN(t, models.SQLite) }},
+		{"postgres", models.Postgres, func(t testing.TB) string { return modelstest.NewDSN(t, models.Postgres) }},
+		{"pgbouncer", models.Postgres, modelstest.PooledDSN}, // the plain pooled URL, as a provider shows it
+	}
+	for _, target := range targets {
+		d := target.d
+		t.Run(target.name, func(t *testing.T) {
 			t.Chdir(t.TempDir()) // the dev secret for Postgres lives in the working directory
-			dsn := modelstest.NewDSN(t, d)
+			dsn := target.dsn(t)
 			env := map[string]string{"PORT": fmt.Sprint(freePort(t)), "LOG_LEVEL": "warn"}
 			if d == models.Postgres {
 				env["DATABASE_URL"] = dsn

@@ -87,7 +87,7 @@ func TestServeRefusesRoleWithoutGrants(t *testing.T) {
 		t.Fatalf("serve as %s: err = %v, want it to contain %q", role, err, want)
 	}
 
-	execAll(t, owner, strings.ReplaceAll(models.RuntimeGrantsSQL, "usersync_app", role))
+	execAll(t, owner, models.RuntimeGrants(role))
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- run(ctx, []string{"serve"}, envOf(env), &bytes.Buffer{}, &bytes.Buffer{}) }()
@@ -104,5 +104,19 @@ func execAll(t *testing.T, db *gorm.DB, stmts ...string) {
 		if err := db.Exec(s).Error; err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
+	}
+}
+
+// DATABASE_MAX_CONNS bounds the pool the service runs on.
+func TestMaxConnsSetsThePool(t *testing.T) {
+	cfg := mustConfig(t, map[string]string{"DATABASE_URL": modelstest.NewDSN(t, models.Postgres), "DATABASE_MAX_CONNS": "3"})
+	db, err := connect(context.Background(), cfg.Database, cfg.Database.DSN, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close(db)
+	sqlDB, _ := db.DB()
+	if n := sqlDB.Stats().MaxOpenConnections; n != 3 {
+		t.Errorf("MaxOpenConnections = %d, want 3", n)
 	}
 }
