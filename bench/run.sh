@@ -37,8 +37,19 @@ up() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/n
 stop() { kill "$svc"; wait "$svc" 2>/dev/null || true; svc=""; }
 secret=whsec_$(head -c 32 /dev/urandom | base64)
 ticks() { awk '{print $14 + $15}' "/proc/$svc/stat"; }  # user+system CPU of the target, 1/100 s
-# cpu_per_event TICKS_BEFORE REPORT: the target's CPU µs per answered event.
-cpu_per_event() { local n; n=$(echo "$2" | num requests); echo $(( ($(ticks) - $1) * 10000 / (n > 0 ? n : 1) )); }
+# pgticks: user+system CPU of all postgres processes (the server's backends), 1/100 s.
+pgticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 == "(postgres)" { t += $14 + $15 } END { print t + 0 }'; }
+# idle: the machine's idle CPU time over all cores, 1/100 s.
+idle() { awk '/^cpu / { print $5 + $6 }' /proc/stat; }
+# snap: the three counters above, taken before a measurement.
+snap() { echo "$(ticks) $(pgticks) $(idle)"; }
+# cpu_per_event SNAP REPORT: the target's and Postgres' CPU µs per answered
+# event, and the machine's idle share during the measurement.
+cpu_per_event() {
+  local n; n=$(echo "$2" | num requests)
+  echo "$1 $(snap) $n $(echo "$2" | num seconds) $(nproc)" | awk '{ n = ($7 > 0 ? $7 : 1)
+    printf "%d %d %.0f", ($4 - $1) * 10000 / n, ($5 - $2) * 10000 / n, ($6 - $3) / ($8 * $9) }'
+}
 hooks() { "$work/loadgen" webhooks -url "http://127.0.0.1:$PORT/api/webhooks/clerk" -secret "$secret" -c "$C" -d "${D}s" -json; }
 
 echo "== pgbench ceiling: c=$C, ${D}s"
@@ -51,7 +62,7 @@ echo "== plain tuned ingester (bench/ingester): c=$C, ${D}s"
 empty
 CLERK_WEBHOOK_SIGNING_SECRET="$secret" "$work/ingester" -db "$DBURL" -addr "127.0.0.1:$PORT" &
 svc=$!; up
-t0=$(ticks); plain=$(hooks); echo "$plain"; plain_cpu=$(cpu_per_event "$t0" "$plain")
+t0=$(snap); plain=$(hooks); echo "$plain"; read -r plain_cpu plain_pg plain_idle <<<"$(cpu_per_event "$t0" "$plain")"
 stop
 
 # serve BINARY starts a usersync build on $PORT with the bench configuration.
@@ -66,7 +77,7 @@ before=""
 if [ -n "${BEFORE:-}" ]; then
   echo "== usersync BEFORE ($BEFORE) webhooks: c=$C, ${D}s"
   empty; serve "$BEFORE"
-  t0=$(ticks); before=$(hooks); echo "$before"; before_cpu=$(cpu_per_event "$t0" "$before")
+  t0=$(snap); before=$(hooks); echo "$before"; read -r before_cpu before_pg before_idle <<<"$(cpu_per_event "$t0" "$before")"
   before_rss=$(awk '/VmHWM/ {print $2}' "/proc/$svc/status")
   stop
 fi
@@ -77,7 +88,7 @@ if [ -n "${PPROF:-}" ]; then
   curl -fs "http://127.0.0.1:16060/debug/pprof/profile?seconds=$((D - 2))" -o "$PPROF" &
   prof=$!
 fi
-t0=$(ticks); hooks=$(hooks); echo "$hooks"; cpu=$(cpu_per_event "$t0" "$hooks")
+t0=$(snap); hooks=$(hooks); echo "$hooks"; read -r cpu pg idle_pct <<<"$(cpu_per_event "$t0" "$hooks")"
 [ -n "${PPROF:-}" ] && wait "$prof" && echo "CPU profile: $PPROF"
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$svc/status")
 
@@ -121,12 +132,14 @@ fresh=$(echo "$login" | num rate_per_second)
 echo
 echo "== summary ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg))"
 awk -v c="$ceiling" -v r="$rate" -v p="$p99" -v rss="$rss_kib" -v hz="$hz" -v f="$fresh" -v conc="$C" \
-    -v pr="$plain_rate" -v pp="$plain_p99" -v bc="$bf_ceiling" -v br="$bf_rate" -v pc="$plain_cpu" -v uc="$cpu" 'BEGIN {
+    -v pr="$plain_rate" -v pp="$plain_p99" -v bc="$bf_ceiling" -v br="$bf_rate" -v pc="$plain_cpu" -v uc="$cpu" \
+    -v ppg="$plain_pg" -v pid="$plain_idle" -v upg="$pg" -v uid="$idle_pct" 'BEGIN {
   printf "pgbench ceiling       %8.0f tx/s (c=%d)\n", c, conc
-  printf "plain ingester        %8.0f events/s  = %.2f x ceiling, p99 %.1f ms, %d us CPU/event\n", pr, pr / c, pp, pc
+  printf "plain ingester        %8.0f events/s  = %.2f x ceiling, p99 %.1f ms\n", pr, pr / c, pp
   printf "usersync webhooks     %8.0f events/s  = %.2f x plain ingester (goal >= 1.20), %.2f x ceiling\n", r, r / pr, r / c
   printf "webhook p99           %8.1f ms (goal < 50)\n", p
-  printf "service CPU per event %8d us\n", uc
+  printf "CPU per event         %8d us usersync, %d us its Postgres, machine %d%% idle\n", uc, upg, uid
+  printf "                      %8d us plain ingester, %d us its Postgres, machine %d%% idle\n", pc, ppg, pid
   printf "service peak RSS      %8.1f MiB (goal <= 64)\n", rss / 1024
   printf "GET /healthz          %8.0f req/s\n", hz
   printf "login sync, fresh     %8.0f req/s = %.2f x healthz (goal >= 0.5)\n", f, f / hz
@@ -134,6 +147,6 @@ awk -v c="$ceiling" -v r="$rate" -v p="$p99" -v rss="$rss_kib" -v hz="$hz" -v f=
 }'
 if [ -n "$before" ]; then
   b=$(echo "$before" | num rate_per_second); bp=$(echo "$before" | num p99_ms)
-  awk -v b="$b" -v bp="$bp" -v pr="$plain_rate" -v r="$rate" -v rss="$before_rss" -v bc="$before_cpu" 'BEGIN {
-    printf "BEFORE webhooks       %8.0f events/s  = %.2f x plain ingester, p99 %.1f ms, RSS %.1f MiB, %d us CPU/event (after/before rate %.2f)\n", b, b / pr, bp, rss / 1024, bc, r / b }'
+  awk -v b="$b" -v bp="$bp" -v pr="$plain_rate" -v r="$rate" -v rss="$before_rss" -v bc="$before_cpu" -v bpg="$before_pg" 'BEGIN {
+    printf "BEFORE webhooks       %8.0f events/s  = %.2f x plain ingester, p99 %.1f ms, RSS %.1f MiB, %d us CPU/event, %d us its Postgres (after/before rate %.2f)\n", b, b / pr, bp, rss / 1024, bc, bpg, r / b }'
 fi

@@ -32,7 +32,7 @@ const (
 	// Concurrent webhook deliveries share transactions: up to maxEventBatch
 	// events each, eventWorkers transactions at once (see batcher).
 	maxEventBatch = 64
-	eventWorkers  = 4
+	eventWorkers  = 2
 )
 
 // Default per-user limit of /api/user/sync: a burst of syncBurst calls,

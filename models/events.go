@@ -84,19 +84,17 @@ func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult
 // processBatch records the events first (which finds the duplicates), then
 // applies the rest through the one write path (apply.go), then corrects the
 // outcomes recorded as "applied" that turned out otherwise, all in the
-// caller's transaction. On Postgres recording the events and reading the
-// users they touch is one statement (one round trip per batch saved).
+// caller's transaction.
 func processBatch(tx *gorm.DB, evs []Event, at time.Time, lock bool) ([]EventResult, error) {
 	res := make([]EventResult, len(evs))
-	orgs := slices.ContainsFunc(evs, func(ev Event) bool { return ev.Kind.isOrgEvent() })
-	todo, st, err := recordEvents(tx, evs, res, at, !lock && !orgs)
+	todo, err := recordEvents(tx, evs, res, at)
 	if err != nil {
 		return nil, err
 	}
-	if orgs {
+	if slices.ContainsFunc(evs, func(ev Event) bool { return ev.Kind.isOrgEvent() }) {
 		err = applyInRuns(tx, evs, todo, res, at, lock)
 	} else {
-		err = applyUserEvents(tx, evs, todo, res, st, at, lock)
+		err = applyUserEvents(tx, evs, todo, res, at, lock)
 	}
 	if err != nil {
 		return nil, err
@@ -104,9 +102,8 @@ func processBatch(tx *gorm.DB, evs []Event, at time.Time, lock bool) ([]EventRes
 	return res, fixOutcomes(tx, evs, todo, res)
 }
 
-// applyUserEvents applies the user events at todo through the one write
-// path, with the users already read (st) when the batch was recorded.
-func applyUserEvents(tx *gorm.DB, evs []Event, todo []int, res []EventResult, st *state, at time.Time, lock bool) error {
+// applyUserEvents applies the user events at todo through the one write path.
+func applyUserEvents(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at time.Time, lock bool) error {
 	changes := make([]Change, 0, len(todo))
 	applied := make([]int, 0, len(todo))
 	for _, i := range todo {
@@ -121,13 +118,7 @@ func applyUserEvents(tx *gorm.DB, evs []Event, todo []int, res []EventResult, st
 		}
 		applied = append(applied, i)
 	}
-	var outcomes []Outcome
-	var err error
-	if st != nil {
-		outcomes, err = st.apply(tx, changes, SourceWebhook, at)
-	} else {
-		outcomes, err = applyChanges(tx, changes, SourceWebhook, at, lock)
-	}
+	outcomes, err := applyChanges(tx, changes, SourceWebhook, at, lock)
 	if err != nil {
 		return err
 	}
@@ -157,7 +148,7 @@ func applyInRuns(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at tim
 		for n < len(todo) && !evs[todo[n]].Kind.isOrgEvent() {
 			n++
 		}
-		if err := applyUserEvents(tx, evs, todo[:n], res, nil, at, lock); err != nil {
+		if err := applyUserEvents(tx, evs, todo[:n], res, at, lock); err != nil {
 			return err
 		}
 		todo = todo[n:]
@@ -165,50 +156,25 @@ func applyInRuns(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at tim
 	return nil
 }
 
-// eventChanges are the changes evs would make, for reading their users
-// before knowing which events are new.
-func eventChanges(evs []Event) []Change {
-	changes := make([]Change, 0, len(evs))
-	for _, ev := range evs {
-		switch ev.Kind {
-		case EventUpsert:
-			changes = append(changes, Change{Snapshot: ev.Snapshot})
-		case EventDelete:
-			changes = append(changes, Change{Snapshot: Snapshot{ID: ev.UserID}, Delete: true})
-		}
-	}
-	return changes
-}
-
-// recordEventsSQL inserts the batch's new svix ids and returns those it
-// inserted; a concurrent delivery of the same message waits on the insert
-// until the other transaction ends. In the same statement it reads the
-// users the events touch ($6, $7, as readSQL): rows another transaction
-// commits meanwhile are caught by the write's guards (sql.go).
-var recordEventsSQL = `WITH ev AS (` + recordOnlySQL + `)
-	SELECT * FROM ev
-	UNION ALL
-	SELECT false, id, email, clerk_updated_at, deleted_at IS NOT NULL FROM users
-	WHERE id = ANY($6::text[]) OR (email = ANY($7::text[]) AND deleted_at IS NULL AND email IS NOT NULL)`
-
-// recordOnlySQL is the insert of recordEventsSQL alone.
-const recordOnlySQL = `INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at)
+// recordSQL inserts the batch's new svix ids and returns those it inserted;
+// a concurrent delivery of the same message waits on the insert until the
+// other transaction ends.
+var recordSQL = map[Dialect]string{
+	Postgres: `INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at)
 	SELECT r.svix_id, r.event_type, r.user_id, r.outcome, $5
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS r(svix_id, event_type, user_id, outcome)
-	ON CONFLICT (svix_id) DO NOTHING RETURNING true, svix_id, NULL::text, 0::bigint, false`
-
-// sqliteRecordEventsSQL is the insert of recordEventsSQL for SQLite (a JSON
-// array of rows); the users are read after it with readSQL.
-var sqliteRecordEventsSQL = `INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at)
+	ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id`,
+	// A JSON array of rows; "WHERE true" lets SQLite parse ON CONFLICT after a SELECT.
+	SQLite: `INSERT INTO webhook_events (svix_id, event_type, user_id, outcome, received_at)
 	SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2 FROM json_each(?1) WHERE true
-	ON CONFLICT (svix_id) DO NOTHING RETURNING true, svix_id, NULL, 0, false`
+	ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id`,
+}
 
 // recordEvents inserts a webhook_events row per new svix id, recording
 // user events as "applied" for now, and marks the rest EventDuplicate:
 // those already recorded, and repeats within the batch. It returns the
-// indexes of the new events in order, and, when readToo is set, on
-// Postgres, the users they touch (nil: read them with applyChanges).
-func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time, readToo bool) ([]int, *state, error) {
+// indexes of the new events in order.
+func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]int, error) {
 	seen := make(map[string]bool, len(evs))
 	var fresh []int
 	var ids, types, outcomes []string
@@ -231,27 +197,22 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time, rea
 			append(outcomes, string(outcome))
 		fresh = append(fresh, i)
 	}
-	var st *state
-	query, args := recordOnlySQL, []any{ids, types, users, outcomes, at}
-	switch {
-	case DialectOf(tx) == Postgres && readToo && len(evs) <= applyChunk:
-		st = newState(len(evs))
-		userIDs, emails := readKeys(eventChanges(evs))
-		query, args = recordEventsSQL, append(args, userIDs, emails)
-	case DialectOf(tx) == SQLite:
+	dialect := DialectOf(tx)
+	args := []any{ids, types, users, outcomes, at}
+	if dialect == SQLite {
 		rows := make([][4]*string, len(ids))
 		for i := range ids {
 			rows[i] = [4]*string{&ids[i], &types[i], users[i], &outcomes[i]}
 		}
 		b, err := json.Marshal(rows)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		query, args = sqliteRecordEventsSQL, []any{string(b), at}
+		args = []any{string(b), at}
 	}
-	isNew, err := scanRecorded(tx, query, pgArgs(DialectOf(tx), args...), st)
+	isNew, err := insertedIDs(tx, recordSQL[dialect], args)
 	if err != nil {
-		return nil, nil, fmt.Errorf("record %d events: %w", len(fresh), err)
+		return nil, fmt.Errorf("record %d events: %w", len(fresh), err)
 	}
 	todo := fresh[:0]
 	for _, i := range fresh {
@@ -261,12 +222,11 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time, rea
 			res[i] = EventResult{Outcome: EventDuplicate}
 		}
 	}
-	return todo, st, nil
+	return todo, nil
 }
 
-// scanRecorded runs the record statement: rows marked true are svix ids
-// inserted, the others users read into st.
-func scanRecorded(tx *gorm.DB, query string, args []any, st *state) (map[string]bool, error) {
+// insertedIDs runs the record statement and returns the svix ids it inserted.
+func insertedIDs(tx *gorm.DB, query string, args []any) (map[string]bool, error) {
 	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query, args...)
 	if err != nil {
 		return nil, translate(tx, err)
@@ -274,19 +234,11 @@ func scanRecorded(tx *gorm.DB, query string, args []any, st *state) (map[string]
 	defer rows.Close()
 	isNew := map[string]bool{}
 	for rows.Next() {
-		var event bool
-		var key string
-		var email *string
-		var updatedAt int64
-		var deleted bool
-		if err := rows.Scan(&event, &key, &email, &updatedAt, &deleted); err != nil {
+		var id string
+		if err := rows.Scan(&id); err != nil {
 			return nil, err
 		}
-		if event {
-			isNew[key] = true
-			continue
-		}
-		st.add(key, email, updatedAt, deleted)
+		isNew[id] = true
 	}
 	if err := rows.Err(); err != nil {
 		return nil, translate(tx, err)

@@ -14,25 +14,27 @@ import (
 // The statements of the write path (apply.go), built once as text and run
 // through GORM's connection (the transaction's *sql.Tx), without GORM's
 // reflection. On Postgres each takes arrays, so its text is the same for any
-// batch; pgx sends it as an unnamed statement (cache_describe), which is
-// safe through a transaction-mode pooler. SQLite takes JSON arrays for reads
-// and a VALUES list, cached per row count, for the upsert.
+// batch, and the pool's mode decides how it is sent: prepared once per
+// connection when direct, unnamed through a transaction-mode pooler (see
+// openPostgresPool). SQLite takes JSON arrays for reads and a VALUES list,
+// cached per row count, for the upsert.
 
-// planEachTime is passed first to the Postgres statements of the write path
-// and the batched reads: pgx then sends them as unnamed statements, planned
-// with their values each time, also on a direct connection where pgx would
-// otherwise prepare them and Postgres would settle on a generic plan. A
-// generic plan made while the table was empty is a sequential scan, kept
-// until the next ANALYZE: each batch then scans the whole table. (Unnamed
-// statements are also what a transaction-mode pooler needs.)
-const planEachTime = pgx.QueryExecModeCacheDescribe
+// planReadsEachTime is passed first to the Postgres statements that look
+// rows up by id or email: pgx then sends them unnamed, planned with their
+// values each time. Prepared, Postgres would settle on a generic plan after
+// five executions, and one made while users was empty (a fresh install, a
+// test) is a sequential scan, kept until the next ANALYZE: each batch would
+// scan the whole table. The writes keep their prepared statements; planning
+// them is most of what the server would spend per batch otherwise, and their
+// plans do not depend on the table's size (unnest, then the primary key).
+const planReadsEachTime = pgx.QueryExecModeCacheDescribe
 
-// pgArgs prepends planEachTime to a Postgres statement's arguments.
-func pgArgs(d Dialect, args ...any) []any {
+// readArgs prepends planReadsEachTime to a Postgres read's arguments.
+func readArgs(d Dialect, args ...any) []any {
 	if d != Postgres {
 		return args
 	}
-	return append([]any{planEachTime}, args...)
+	return append([]any{planReadsEachTime}, args...)
 }
 
 // userColumns is the order upsert rows are written in.
@@ -130,7 +132,7 @@ func readUsers(tx *gorm.DB, changes []Change, lock bool) (*state, error) {
 		query = lockingReadSQL
 	}
 	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query,
-		pgArgs(dialect, listArg(dialect, ids), listArg(dialect, emails))...)
+		readArgs(dialect, listArg(dialect, ids), listArg(dialect, emails))...)
 	if err != nil {
 		return nil, fmt.Errorf("read %d users: %w", len(ids), translate(tx, err))
 	}
@@ -203,7 +205,7 @@ func releaseEmails(tx *gorm.DB, rows []*userState, at time.Time) error {
 	if dialect == SQLite {
 		args = []any{listArg(dialect, ids), at}
 	}
-	res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, releaseSQL[dialect], pgArgs(dialect, args...)...)
+	res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, releaseSQL[dialect], args...)
 	if err != nil {
 		return fmt.Errorf("release %d emails: %w", len(rows), translate(tx, err))
 	}
@@ -228,7 +230,7 @@ func upsertUsers(tx *gorm.DB, group []*userState, withTier bool, outcomes []Outc
 	if dialect == SQLite {
 		sql, args = sqliteUpsertSQL(len(group), withTier), sqliteUpsertArgs(group)
 	}
-	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, sql, pgArgs(dialect, args...)...)
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, sql, args...)
 	if err != nil {
 		return fmt.Errorf("upsert %d users: %w", len(group), translate(tx, err))
 	}
