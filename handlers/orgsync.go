@@ -35,15 +35,3 @@ func (s *server) syncMemberships(ctx context.Context, userID string) error {
 	}
 	return nil
 }
-
-// userOrganizations reads the user's organizations from the tables, as
-// fresh and non-fresh answers both carry them.
-func (s *server) userOrganizations(ctx context.Context, userID string) ([]models.UserOrganization, error) {
-	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
-	defer cancel()
-	orgs, err := models.FindUserOrganizations(ctx, s.DB, userID)
-	if err != nil {
-		return nil, dbUnavailable(err)
-	}
-	return orgs, nil
-}

@@ -9,9 +9,9 @@ import (
 	"github.com/usersync/usersync/models"
 )
 
-// profileReader coalesces the row reads of concurrent login-time syncs: a
-// read that arrives while others are in flight joins the next query, one
-// `id = ANY(...)` for up to maxReads ids. Every read still happens after its
+// profileReader coalesces the reads of concurrent login-time syncs: a read
+// that arrives while others are in flight joins the next batch, one query
+// for up to maxRead rows and one for their organizations. Every read still happens after its
 // request arrived, so nothing is served from a cache (the application may
 // change a tier at any time). Alone, a read is its own query and waits for
 // nothing.
@@ -28,6 +28,7 @@ type profileReader struct {
 type profileRead struct {
 	id   string
 	user models.User
+	orgs []models.UserOrganization
 	err  error
 	done chan struct{}
 }
@@ -36,8 +37,9 @@ func newProfileReader(db *gorm.DB, maxRead, workers int) *profileReader {
 	return &profileReader{db: db, maxRead: maxRead, workers: workers}
 }
 
-// find reads the user's row as models.FindProfile does.
-func (r *profileReader) find(ctx context.Context, id string) (models.User, error) {
+// find reads the user's row as models.FindProfile does, and the user's
+// organizations as models.FindUserOrganizations does.
+func (r *profileReader) find(ctx context.Context, id string) (models.User, []models.UserOrganization, error) {
 	p := &profileRead{id: id, done: make(chan struct{})}
 	r.mu.Lock()
 	r.queue = append(r.queue, p)
@@ -48,9 +50,9 @@ func (r *profileReader) find(ctx context.Context, id string) (models.User, error
 	r.mu.Unlock()
 	select {
 	case <-p.done:
-		return p.user, p.err
+		return p.user, p.orgs, p.err
 	case <-ctx.Done():
-		return models.User{}, ctx.Err()
+		return models.User{}, nil, ctx.Err()
 	}
 }
 
@@ -78,6 +80,10 @@ func (r *profileReader) read(batch []*profileRead) {
 		ids[i] = p.id
 	}
 	found, err := models.FindProfiles(ctx, r.db, ids)
+	var orgs map[string][]models.UserOrganization
+	if err == nil {
+		orgs, err = models.FindOrganizationsOf(ctx, r.db, ids)
+	}
 	for _, p := range batch {
 		u, ok := found[p.id]
 		switch {
@@ -86,7 +92,10 @@ func (r *profileReader) read(batch []*profileRead) {
 		case !ok:
 			p.err = models.ErrNotFound
 		default:
-			p.user = u
+			p.user, p.orgs = u, orgs[p.id]
+			if p.orgs == nil {
+				p.orgs = []models.UserOrganization{}
+			}
 		}
 		close(p.done)
 	}

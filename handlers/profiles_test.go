@@ -15,7 +15,8 @@ import (
 )
 
 // Concurrent reads share queries, and each caller gets its own row (or
-// ErrNotFound), exactly as models.FindProfile would answer it.
+// ErrNotFound), exactly as models.FindProfile would answer it, and its own
+// organizations, as models.FindUserOrganizations would list them.
 func TestProfileReaderCoalesces(t *testing.T) {
 	modelstest.EachWithPooler(t, func(t *testing.T, db *gorm.DB) {
 		ctx := context.Background()
@@ -25,12 +26,30 @@ func TestProfileReaderCoalesces(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// user_00..04 are members of org_a; user_00 and user_01 of org_b too,
+		// user_01's membership of org_b created first.
+		var changes []models.OrgChange
+		for _, org := range []string{"org_a", "org_b"} {
+			changes = append(changes, models.OrgChange{Kind: models.ApplyOrg, Org: models.OrgSnapshot{ID: org, UpdatedAt: 1}})
+		}
+		member := func(org, user string, created int64) models.OrgChange {
+			return models.OrgChange{Kind: models.ApplyMembership, Membership: models.MembershipSnapshot{
+				ID: "orgmem_" + org + "_" + user, OrganizationID: org, UserID: user, Role: "org:member",
+				CreatedAt: created, UpdatedAt: created}}
+		}
+		for i := range 5 {
+			changes = append(changes, member("org_a", fmt.Sprintf("user_%02d", i), 10))
+		}
+		changes = append(changes, member("org_b", "user_00", 20), member("org_b", "user_01", 5))
+		if _, err := models.ApplyOrgChanges(ctx, db, changes, models.SourceBackfill); err != nil {
+			t.Fatal(err)
+		}
 		r := newProfileReader(db, 8, 2)
 		var wg sync.WaitGroup
 		for i := range 200 {
 			wg.Go(func() {
 				id := fmt.Sprintf("user_%02d", i%25) // 20..24 have no row
-				u, err := r.find(ctx, id)
+				u, orgs, err := r.find(ctx, id)
 				want, wantErr := models.FindProfile(ctx, db, id)
 				if !errors.Is(err, wantErr) {
 					t.Errorf("%s: find err = %v, FindProfile err = %v", id, err, wantErr)
@@ -38,8 +57,31 @@ func TestProfileReaderCoalesces(t *testing.T) {
 				if diff := cmp.Diff(want, u); diff != "" {
 					t.Errorf("%s (-FindProfile +find):\n%s", id, diff)
 				}
+				if err != nil {
+					return
+				}
+				wantOrgs, err := models.FindUserOrganizations(ctx, db, id)
+				if err != nil {
+					t.Error(err)
+				}
+				if diff := cmp.Diff(wantOrgs, orgs); diff != "" {
+					t.Errorf("%s organizations (-FindUserOrganizations +find):\n%s", id, diff)
+				}
 			})
 		}
 		wg.Wait()
+		for id, want := range map[string][]string{"user_00": {"org_a", "org_b"}, "user_01": {"org_b", "org_a"}, "user_05": nil} {
+			_, orgs, err := r.find(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := []string{}
+			for _, o := range orgs {
+				got = append(got, o.ID)
+			}
+			if !cmp.Equal(got, append([]string{}, want...)) {
+				t.Errorf("%s organizations = %v, want %v", id, got, want)
+			}
+		}
 	})
 }

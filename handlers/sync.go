@@ -39,30 +39,33 @@ func (s *server) syncUser(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	orgs, err := s.userOrganizations(c.Request().Context(), row.ID)
-	if err != nil {
-		return err
-	}
 	c.Set(logOutcome, outcome)
-	return c.JSON(http.StatusOK, syncJSON{Outcome: outcome, Success: true, User: userResponse(row, orgs)})
+	return c.JSON(http.StatusOK, syncJSON{Outcome: outcome, Success: true, User: userResponse(row)})
 }
 
-func (s *server) sync(c echo.Context) (string, models.User, error) {
+// profile is what a sync answers with: the user's row and the user's live
+// organizations, read together (profileReader).
+type profile struct {
+	user models.User
+	orgs []models.UserOrganization
+}
+
+func (s *server) sync(c echo.Context) (string, profile, error) {
 	if err := s.checkCookieOrigin(c.Request()); err != nil {
-		return "", models.User{}, err
+		return "", profile{}, err
 	}
 	if s.Sessions == nil || s.Clerk == nil {
-		return "", models.User{}, fail(http.StatusServiceUnavailable, "login-time sync is not configured (CLERK_SECRET_KEY)", nil)
+		return "", profile{}, fail(http.StatusServiceUnavailable, "login-time sync is not configured (CLERK_SECRET_KEY)", nil)
 	}
 	userID, err := s.authenticate(c)
 	if err != nil {
-		return "", models.User{}, err
+		return "", profile{}, err
 	}
 	if err := s.limitUser(c, userID); err != nil {
-		return "", models.User{}, err
+		return "", profile{}, err
 	}
 	if err := s.checkBodyUserID(c, userID); err != nil {
-		return "", models.User{}, err
+		return "", profile{}, err
 	}
 	return s.syncFromClerk(c.Request().Context(), userID)
 }
@@ -186,15 +189,15 @@ func (s *server) checkBodyUserID(c echo.Context, userID string) error {
 
 // syncFromClerk answers from the table while the row is fresh; otherwise it
 // fetches the user from Clerk and applies it through the one upsert.
-func (s *server) syncFromClerk(ctx context.Context, userID string) (string, models.User, error) {
+func (s *server) syncFromClerk(ctx context.Context, userID string) (string, profile, error) {
 	row, err := s.findUser(ctx, userID)
 	switch {
 	case errors.Is(err, models.ErrNotFound):
 	case err != nil:
 		return "", row, err
-	case row.Deleted():
+	case row.user.Deleted():
 		return "", row, errGone
-	case s.fresh(row):
+	case s.fresh(row.user):
 		return "fresh", row, nil
 	}
 	snap, err := s.Clerk.GetUser(ctx, userID)
@@ -220,14 +223,14 @@ func (s *server) syncFromClerk(ctx context.Context, userID string) (string, mode
 
 var errGone = fail(http.StatusGone, "user was deleted in Clerk", nil)
 
-func (s *server) findUser(ctx context.Context, id string) (models.User, error) {
+func (s *server) findUser(ctx context.Context, id string) (profile, error) {
 	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
 	defer cancel()
-	u, err := s.profiles.find(ctx, id)
+	u, orgs, err := s.profiles.find(ctx, id)
 	if err != nil && !errors.Is(err, models.ErrNotFound) {
-		return u, dbUnavailable(err)
+		return profile{}, dbUnavailable(err)
 	}
-	return u, err
+	return profile{user: u, orgs: orgs}, err
 }
 
 func (s *server) applySnapshot(ctx context.Context, snap models.Snapshot) (models.Outcome, error) {
@@ -293,10 +296,11 @@ type userJSON struct {
 	Organizations []models.UserOrganization `json:"organizations"`
 }
 
-func userResponse(u models.User, orgs []models.UserOrganization) userJSON {
+func userResponse(p profile) userJSON {
+	u := p.user
 	return userJSON{
 		ID: u.ID, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName, ImageURL: u.ImageURL,
 		Username: u.Username, PhoneNumber: u.PhoneNumber, Tier: u.Tier,
-		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Organizations: orgs,
+		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Organizations: p.orgs,
 	}
 }

@@ -112,26 +112,52 @@ type UserOrganization struct {
 }
 
 // FindUserOrganizations lists the live organizations a user is a live
-// member of, in the order the user joined them.
+// member of, in the order the memberships were created.
 func FindUserOrganizations(ctx context.Context, db *gorm.DB, userID string) ([]UserOrganization, error) {
-	out := []UserOrganization{}
-	rows, err := db.WithContext(ctx).Raw(`SELECT o.id, o.name, o.slug, m.role, o.tier
-		FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id
-		WHERE m.user_id = ? AND m.deleted_at IS NULL AND o.deleted_at IS NULL
-		ORDER BY m.clerk_created_at, m.id`, userID).Rows()
+	orgs, err := FindOrganizationsOf(ctx, db, []string{userID})
 	if err != nil {
-		return nil, fmt.Errorf("find organizations of user %s: %w", userID, err)
+		return nil, err
+	}
+	if orgs[userID] == nil {
+		return []UserOrganization{}, nil
+	}
+	return orgs[userID], nil
+}
+
+// userOrganizationsSQL reads the live organizations of many users at once,
+// each user's in the order its memberships were created.
+var userOrganizationsSQL = map[Dialect]string{
+	Postgres: `SELECT m.user_id, o.id, o.name, o.slug, m.role, o.tier
+		FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id
+		WHERE m.user_id = ANY($1::text[]) AND m.deleted_at IS NULL AND o.deleted_at IS NULL
+		ORDER BY m.user_id, m.clerk_created_at, m.id`,
+	SQLite: `SELECT m.user_id, o.id, o.name, o.slug, m.role, o.tier
+		FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id
+		WHERE m.user_id IN (SELECT value FROM json_each(?1)) AND m.deleted_at IS NULL AND o.deleted_at IS NULL
+		ORDER BY m.user_id, m.clerk_created_at, m.id`,
+}
+
+// FindOrganizationsOf is FindUserOrganizations for many users in one query:
+// by user id, the users with at least one live organization.
+func FindOrganizationsOf(ctx context.Context, db *gorm.DB, userIDs []string) (map[string][]UserOrganization, error) {
+	dialect := DialectOf(db)
+	rows, err := db.Statement.ConnPool.QueryContext(ctx, userOrganizationsSQL[dialect],
+		readArgs(dialect, listArg(dialect, userIDs))...)
+	if err != nil {
+		return nil, fmt.Errorf("find organizations of %d users: %w", len(userIDs), err)
 	}
 	defer rows.Close()
+	out := map[string][]UserOrganization{}
 	for rows.Next() {
+		var userID string
 		var o UserOrganization
-		if err := rows.Scan(&o.ID, &o.Name, &o.Slug, &o.Role, &o.Tier); err != nil {
-			return nil, err
+		if err := rows.Scan(&userID, &o.ID, &o.Name, &o.Slug, &o.Role, &o.Tier); err != nil {
+			return nil, fmt.Errorf("find organizations: %w", err)
 		}
-		out = append(out, o)
+		out[userID] = append(out[userID], o)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find organizations of user %s: %w", userID, err)
+		return nil, fmt.Errorf("find organizations of %d users: %w", len(userIDs), err)
 	}
 	return out, nil
 }
