@@ -257,11 +257,19 @@ func fixOutcomes(tx *gorm.DB, evs []Event, todo []int, res []EventResult) error 
 	if len(stale) == 0 {
 		return nil
 	}
-	err := tx.Model(&WebhookEvent{}).Where("svix_id IN ?", stale).Update("outcome", EventStale).Error
+	dialect := DialectOf(tx)
+	_, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, staleSQL[dialect],
+		lookupArgs(dialect, listArg(dialect, stale))...)
 	if err != nil {
-		return fmt.Errorf("record outcomes: %w", err)
+		return fmt.Errorf("record outcomes: %w", translate(tx, err))
 	}
 	return nil
+}
+
+// staleSQL marks the svix ids given as stale.
+var staleSQL = map[Dialect]string{
+	Postgres: `UPDATE webhook_events SET outcome = 'stale' WHERE svix_id = ANY($1::text[])`,
+	SQLite:   `UPDATE webhook_events SET outcome = 'stale' WHERE svix_id IN (SELECT value FROM json_each(?1))`,
 }
 
 // eventResult names an upsert's outcome as the webhook answers it.

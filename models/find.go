@@ -64,7 +64,7 @@ var findProfilesSQL = map[Dialect]string{
 // by id (an id without a row is absent).
 func FindProfiles(ctx context.Context, db *gorm.DB, ids []string) (map[string]User, error) {
 	dialect := DialectOf(db)
-	rows, err := db.Statement.ConnPool.QueryContext(ctx, findProfilesSQL[dialect], readArgs(dialect, listArg(dialect, ids))...)
+	rows, err := db.Statement.ConnPool.QueryContext(ctx, findProfilesSQL[dialect], lookupArgs(dialect, listArg(dialect, ids))...)
 	if err != nil {
 		return nil, fmt.Errorf("find %d users: %w", len(ids), err)
 	}

@@ -142,7 +142,7 @@ var userOrganizationsSQL = map[Dialect]string{
 func FindOrganizationsOf(ctx context.Context, db *gorm.DB, userIDs []string) (map[string][]UserOrganization, error) {
 	dialect := DialectOf(db)
 	rows, err := db.Statement.ConnPool.QueryContext(ctx, userOrganizationsSQL[dialect],
-		readArgs(dialect, listArg(dialect, userIDs))...)
+		lookupArgs(dialect, listArg(dialect, userIDs))...)
 	if err != nil {
 		return nil, fmt.Errorf("find organizations of %d users: %w", len(userIDs), err)
 	}

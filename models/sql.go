@@ -19,22 +19,23 @@ import (
 // openPostgresPool). SQLite takes JSON arrays for reads and a VALUES list,
 // cached per row count, for the upsert.
 
-// planReadsEachTime is passed first to the Postgres statements that look
-// rows up by id or email: pgx then sends them unnamed, planned with their
-// values each time. Prepared, Postgres would settle on a generic plan after
-// five executions, and one made while users was empty (a fresh install, a
-// test) is a sequential scan, kept until the next ANALYZE: each batch would
-// scan the whole table. The writes keep their prepared statements; planning
-// them is most of what the server would spend per batch otherwise, and their
-// plans do not depend on the table's size (unnest, then the primary key).
-const planReadsEachTime = pgx.QueryExecModeCacheDescribe
+// planLookupsEachTime is passed first to the Postgres statements that find
+// rows by id or email (reads, and updates that join on ids): pgx then sends
+// them unnamed, planned with their values each time. Prepared, Postgres
+// would settle on a generic plan after five executions, and one made while
+// the table was empty (a fresh install, a test) is a sequential scan, kept
+// until the next ANALYZE: each batch would scan the whole table. The inserts
+// keep their prepared statements: planning them was most of what the server
+// spent per batch, and their plans do not depend on the table's size
+// (unnest, then the primary key's conflict check).
+const planLookupsEachTime = pgx.QueryExecModeCacheDescribe
 
-// readArgs prepends planReadsEachTime to a Postgres read's arguments.
-func readArgs(d Dialect, args ...any) []any {
+// lookupArgs prepends planLookupsEachTime to a Postgres lookup's arguments.
+func lookupArgs(d Dialect, args ...any) []any {
 	if d != Postgres {
 		return args
 	}
-	return append([]any{planReadsEachTime}, args...)
+	return append([]any{planLookupsEachTime}, args...)
 }
 
 // userColumns is the order upsert rows are written in.
@@ -132,7 +133,7 @@ func readUsers(tx *gorm.DB, changes []Change, lock bool) (*state, error) {
 		query = lockingReadSQL
 	}
 	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query,
-		readArgs(dialect, listArg(dialect, ids), listArg(dialect, emails))...)
+		lookupArgs(dialect, listArg(dialect, ids), listArg(dialect, emails))...)
 	if err != nil {
 		return nil, fmt.Errorf("read %d users: %w", len(ids), translate(tx, err))
 	}
@@ -205,7 +206,7 @@ func releaseEmails(tx *gorm.DB, rows []*userState, at time.Time) error {
 	if dialect == SQLite {
 		args = []any{listArg(dialect, ids), at}
 	}
-	res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, releaseSQL[dialect], args...)
+	res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, releaseSQL[dialect], lookupArgs(dialect, args...)...)
 	if err != nil {
 		return fmt.Errorf("release %d emails: %w", len(rows), translate(tx, err))
 	}
