@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
 	"io"
 	"log/slog"
 	"net/http"
@@ -120,6 +121,20 @@ func TestWebhookDeliveries(t *testing.T) {
 			t.Errorf("user_1 = deleted %v email %v clerk_updated_at %d source %s", u.Deleted(), u.Email, u.ClerkUpdatedAt, u.SyncSource)
 		}
 		wantEvents(t, db, 8)
+		// The outcome recorded for each message is the one it was answered.
+		var recorded []models.WebhookEvent
+		if err := db.Order("svix_id").Find(&recorded).Error; err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, e := range recorded {
+			got[e.SvixID] = string(e.Outcome)
+		}
+		want := map[string]string{"msg_1": "applied", "msg_2": "stale", "msg_3": "stale", "msg_4": "applied",
+			"msg_5": "ignored", "msg_6": "applied", "msg_7": "stale", "msg_8": "stale"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("recorded outcomes (-want +got):\n%s", diff)
+		}
 	})
 }
 
