@@ -29,10 +29,20 @@ const (
 
 	syncPath = "/api/user/sync"
 
-	// Concurrent webhook deliveries share transactions: up to maxEventBatch
-	// events each, eventWorkers transactions at once (see batcher).
+	// Concurrent webhook deliveries share transactions (see batcher): up to
+	// maxEventBatch events each, eventWorkers transactions at once. One at a
+	// time measured the same throughput as two or four on the bench machine
+	// and the least CPU per event (bench/README.md): everything that arrives
+	// while a batch commits forms the next, so batches grow with the load,
+	// and no two batches wait on each other's row locks.
 	maxEventBatch = 64
-	eventWorkers  = 2
+	eventWorkers  = 1
+
+	// Concurrent login-time syncs share their row reads the same way (see
+	// profileReader), up to maxProfileRead rows per query, profileReaders
+	// queries at once. Reads take no locks, so two may overlap.
+	maxProfileRead = 64
+	profileReaders = 2
 )
 
 // Default per-user limit of /api/user/sync: a burst of syncBurst calls,
@@ -85,7 +95,7 @@ func New(d Deps) *echo.Echo {
 	s := &server{
 		Deps:     d,
 		events:   newBatcher(d.DB, maxEventBatch, eventWorkers, DBTimeout),
-		profiles: newProfileReader(d.DB, maxEventBatch, eventWorkers),
+		profiles: newProfileReader(d.DB, maxProfileRead, profileReaders),
 		syncLimiter: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 			Rate: d.SyncRate, Burst: d.SyncBurst, ExpiresIn: 5 * time.Minute,
 		}),
