@@ -117,8 +117,9 @@ func applyChanges(tx *gorm.DB, changes []Change, src Source, at time.Time, lock 
 	out := make([]Outcome, 0, len(changes))
 	for start := 0; start < len(changes); start += applyChunk {
 		chunk := changes[start:min(start+applyChunk, len(changes))]
-		st, err := readUsers(tx, chunk, lock)
-		if err != nil {
+		var read round
+		st := readUsers(&read, DialectOf(tx), chunk, lock)
+		if err := read.send(tx); err != nil {
 			return nil, err
 		}
 		outcomes, err := st.apply(tx, chunk, src, at)
@@ -307,15 +308,13 @@ func (st *state) write(tx *gorm.DB, at time.Time, outcomes []Outcome) error {
 			rows[g] = append(rows[g], u)
 		}
 	}
-	if err := releaseEmails(tx, release, at); err != nil {
-		return err
-	}
+	var write round
+	dialect := DialectOf(tx)
+	releaseEmails(&write, dialect, release, at)
 	for g, group := range rows {
-		if err := upsertUsers(tx, group, g == 1, outcomes); err != nil {
-			return err
-		}
+		upsertUsers(&write, dialect, group, g == 1, outcomes)
 	}
-	return nil
+	return write.send(tx)
 }
 
 func sameEmail(a, b *string) bool {

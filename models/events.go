@@ -84,17 +84,27 @@ func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult
 // processBatch records the events first (which finds the duplicates), then
 // applies the rest through the one write path (apply.go), then corrects the
 // outcomes recorded as "applied" that turned out otherwise, all in the
-// caller's transaction.
+// caller's transaction. The first round records the events and, for a
+// batch of user events, reads the users they touch: one round trip.
 func processBatch(tx *gorm.DB, evs []Event, at time.Time, lock bool) ([]EventResult, error) {
 	res := make([]EventResult, len(evs))
-	todo, err := recordEvents(tx, evs, res, at)
-	if err != nil {
+	dialect := DialectOf(tx)
+	orgs := slices.ContainsFunc(evs, func(ev Event) bool { return ev.Kind.isOrgEvent() })
+	var first round
+	rec := recordEvents(&first, dialect, evs, at)
+	var st *state
+	if !orgs && len(evs) <= applyChunk {
+		st = readUsers(&first, dialect, eventChanges(evs), lock)
+	}
+	if err := first.send(tx); err != nil {
 		return nil, err
 	}
-	if slices.ContainsFunc(evs, func(ev Event) bool { return ev.Kind.isOrgEvent() }) {
+	todo := rec.newEvents(evs, res)
+	var err error
+	if orgs {
 		err = applyInRuns(tx, evs, todo, res, at, lock)
 	} else {
-		err = applyUserEvents(tx, evs, todo, res, at, lock)
+		err = applyUserEvents(tx, evs, todo, res, st, at, lock)
 	}
 	if err != nil {
 		return nil, err
@@ -102,8 +112,9 @@ func processBatch(tx *gorm.DB, evs []Event, at time.Time, lock bool) ([]EventRes
 	return res, fixOutcomes(tx, evs, todo, res)
 }
 
-// applyUserEvents applies the user events at todo through the one write path.
-func applyUserEvents(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at time.Time, lock bool) error {
+// applyUserEvents applies the user events at todo through the one write
+// path, from the users already read (st) or, when st is nil, reading them.
+func applyUserEvents(tx *gorm.DB, evs []Event, todo []int, res []EventResult, st *state, at time.Time, lock bool) error {
 	changes := make([]Change, 0, len(todo))
 	applied := make([]int, 0, len(todo))
 	for _, i := range todo {
@@ -118,7 +129,13 @@ func applyUserEvents(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at
 		}
 		applied = append(applied, i)
 	}
-	outcomes, err := applyChanges(tx, changes, SourceWebhook, at, lock)
+	var outcomes []Outcome
+	var err error
+	if st != nil {
+		outcomes, err = st.apply(tx, changes, SourceWebhook, at)
+	} else {
+		outcomes, err = applyChanges(tx, changes, SourceWebhook, at, lock)
+	}
 	if err != nil {
 		return err
 	}
@@ -148,7 +165,7 @@ func applyInRuns(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at tim
 		for n < len(todo) && !evs[todo[n]].Kind.isOrgEvent() {
 			n++
 		}
-		if err := applyUserEvents(tx, evs, todo[:n], res, at, lock); err != nil {
+		if err := applyUserEvents(tx, evs, todo[:n], res, nil, at, lock); err != nil {
 			return err
 		}
 		todo = todo[n:]
@@ -170,18 +187,37 @@ var recordSQL = map[Dialect]string{
 	ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id`,
 }
 
-// recordEvents inserts a webhook_events row per new svix id, recording
-// user events as "applied" for now, and marks the rest EventDuplicate:
-// those already recorded, and repeats within the batch. It returns the
-// indexes of the new events in order.
-func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]int, error) {
+// eventChanges are the changes evs would make, for reading their users
+// before knowing which events are new.
+func eventChanges(evs []Event) []Change {
+	changes := make([]Change, 0, len(evs))
+	for _, ev := range evs {
+		switch ev.Kind {
+		case EventUpsert:
+			changes = append(changes, Change{Snapshot: ev.Snapshot})
+		case EventDelete:
+			changes = append(changes, Change{Snapshot: Snapshot{ID: ev.UserID}, Delete: true})
+		}
+	}
+	return changes
+}
+
+// recording is the insert of a batch's svix ids and, once its round has
+// been sent, which of them it inserted.
+type recording struct {
+	fresh []int           // the batch's events, a repeated svix id only at its first
+	isNew map[string]bool // the svix ids inserted
+}
+
+// recordEvents adds to r the insert of a webhook_events row per new svix
+// id, recording user events as "applied" for now.
+func recordEvents(r *round, dialect Dialect, evs []Event, at time.Time) *recording {
+	rec := &recording{isNew: map[string]bool{}}
 	seen := make(map[string]bool, len(evs))
-	var fresh []int
 	var ids, types, outcomes []string
 	var users []*string
 	for i, ev := range evs {
 		if seen[ev.SvixID] {
-			res[i] = EventResult{Outcome: EventDuplicate}
 			continue
 		}
 		seen[ev.SvixID] = true
@@ -195,55 +231,51 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]
 		}
 		ids, types, users, outcomes = append(ids, ev.SvixID), append(types, ev.Type), append(users, userID),
 			append(outcomes, string(outcome))
-		fresh = append(fresh, i)
+		rec.fresh = append(rec.fresh, i)
 	}
-	dialect := DialectOf(tx)
 	args := []any{ids, types, users, outcomes, at}
 	if dialect == SQLite {
 		rows := make([][4]*string, len(ids))
 		for i := range ids {
 			rows[i] = [4]*string{&ids[i], &types[i], users[i], &outcomes[i]}
 		}
-		b, err := json.Marshal(rows)
-		if err != nil {
-			return nil, err
-		}
+		b, _ := json.Marshal(rows) // strings and nils always encode
 		args = []any{string(b), at}
 	}
-	isNew, err := insertedIDs(tx, recordSQL[dialect], args)
-	if err != nil {
-		return nil, fmt.Errorf("record %d events: %w", len(fresh), err)
-	}
-	todo := fresh[:0]
-	for _, i := range fresh {
-		if isNew[evs[i].SvixID] {
-			todo = append(todo, i)
-		} else {
-			res[i] = EventResult{Outcome: EventDuplicate}
-		}
-	}
-	return todo, nil
+	r.add(statement{
+		name: fmt.Sprintf("record %d events", len(ids)), sql: recordSQL[dialect], args: args,
+		read: func(rs rows) error {
+			for rs.Next() {
+				var id string
+				if err := rs.Scan(&id); err != nil {
+					return err
+				}
+				rec.isNew[id] = true
+			}
+			return nil
+		},
+	})
+	return rec
 }
 
-// insertedIDs runs the record statement and returns the svix ids it inserted.
-func insertedIDs(tx *gorm.DB, query string, args []any) (map[string]bool, error) {
-	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query, args...)
-	if err != nil {
-		return nil, translate(tx, err)
-	}
-	defer rows.Close()
-	isNew := map[string]bool{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
+// newEvents returns the indexes of the events the insert recorded, in
+// order, and marks the others EventDuplicate: those recorded before, and
+// repeats within the batch.
+func (rec *recording) newEvents(evs []Event, res []EventResult) []int {
+	var todo []int
+	next := 0 // the next index in rec.fresh
+	for i, ev := range evs {
+		first := next < len(rec.fresh) && rec.fresh[next] == i
+		if first {
+			next++
 		}
-		isNew[id] = true
+		if first && rec.isNew[ev.SvixID] {
+			todo = append(todo, i)
+			continue
+		}
+		res[i] = EventResult{Outcome: EventDuplicate}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, translate(tx, err)
-	}
-	return isNew, nil
+	return todo
 }
 
 // fixOutcomes rewrites the recorded outcome of events that were not applied.
@@ -258,12 +290,8 @@ func fixOutcomes(tx *gorm.DB, evs []Event, todo []int, res []EventResult) error 
 		return nil
 	}
 	dialect := DialectOf(tx)
-	_, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, staleSQL[dialect],
-		lookupArgs(dialect, listArg(dialect, stale))...)
-	if err != nil {
-		return fmt.Errorf("record outcomes: %w", translate(tx, err))
-	}
-	return nil
+	fix := round{{name: "record outcomes", sql: staleSQL[dialect], args: []any{listArg(dialect, stale)}, lookup: true}}
+	return fix.send(tx)
 }
 
 // staleSQL marks the svix ids given as stale.

@@ -1,7 +1,42 @@
 package models
 
+import (
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
 // Internals the external tests drive directly.
 var (
 	ApplyOrgChangesInTx = applyOrgChanges
 	Now                 = now
 )
+
+// RunPgTx runs fn in a transaction whose rounds are pgx batches; false when
+// db's connections are not pgx's (SQLite), and then nothing ran.
+var RunPgTx = runPgTx
+
+// SendRound sends the queries as one round in tx and returns each one's
+// rows, every column read as text. A query marked in lookup is planned
+// with its values, as the write path's reads are.
+func SendRound(tx *gorm.DB, lookup map[int]bool, queries ...string) ([][]string, error) {
+	out := make([][]string, len(queries))
+	var r round
+	for i, q := range queries {
+		r.add(statement{name: fmt.Sprintf("query %d", i), sql: q, lookup: lookup[i], read: func(rs rows) error {
+			for rs.Next() {
+				var v *string
+				if err := rs.Scan(&v); err != nil {
+					return err
+				}
+				s := "NULL"
+				if v != nil {
+					s = *v
+				}
+				out[i] = append(out[i], s)
+			}
+			return nil
+		}})
+	}
+	return out, r.send(tx)
+}

@@ -56,10 +56,12 @@ var readSQL = map[Dialect]string{
 var releaseSQL = map[Dialect]string{
 	Postgres: `UPDATE users AS u SET email = NULL, email_verified = false, updated_at = $3
 		FROM unnest($1::text[], $2::bigint[]) AS r(id, clerk_updated_at)
-		WHERE u.id = r.id AND u.clerk_updated_at = r.clerk_updated_at AND u.deleted_at IS NULL`,
+		WHERE u.id = r.id AND u.clerk_updated_at = r.clerk_updated_at AND u.deleted_at IS NULL
+		RETURNING u.id`,
 	// One writer at a time (BEGIN IMMEDIATE): nothing changed since the read.
 	SQLite: `UPDATE users SET email = NULL, email_verified = false, updated_at = ?2
-		WHERE id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NULL`,
+		WHERE id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NULL
+		RETURNING id`,
 }
 
 // upsertSet is what a written row overwrites. created_at never changes; a
@@ -124,35 +126,33 @@ var sqliteUpserts sync.Map // [2]int{rows, withTier} → SQL
 // transaction holds the write lock from its start).
 var lockingReadSQL = readSQL[Postgres] + ` ORDER BY id FOR UPDATE`
 
-// readUsers reads the state a chunk of changes starts from.
-func readUsers(tx *gorm.DB, changes []Change, lock bool) (*state, error) {
+// readUsers adds to r the read of the state a chunk of changes starts
+// from, and returns that state, filled once r is sent.
+func readUsers(r *round, dialect Dialect, changes []Change, lock bool) *state {
 	ids, emails := readKeys(changes)
-	dialect := DialectOf(tx)
 	query := readSQL[dialect]
 	if lock && dialect == Postgres {
 		query = lockingReadSQL
 	}
-	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query,
-		lookupArgs(dialect, listArg(dialect, ids), listArg(dialect, emails))...)
-	if err != nil {
-		return nil, fmt.Errorf("read %d users: %w", len(ids), translate(tx, err))
-	}
-	defer rows.Close()
 	st := newState(len(changes))
-	for rows.Next() {
-		var id string
-		var email *string
-		var updatedAt int64
-		var deleted bool
-		if err := rows.Scan(&id, &email, &updatedAt, &deleted); err != nil {
-			return nil, fmt.Errorf("read users: %w", err)
-		}
-		st.add(id, email, updatedAt, deleted)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read users: %w", translate(tx, err))
-	}
-	return st, nil
+	r.add(statement{
+		name: fmt.Sprintf("read %d users", len(ids)), sql: query, lookup: true,
+		args: []any{listArg(dialect, ids), listArg(dialect, emails)},
+		read: func(rs rows) error {
+			for rs.Next() {
+				var id string
+				var email *string
+				var updatedAt int64
+				var deleted bool
+				if err := rs.Scan(&id, &email, &updatedAt, &deleted); err != nil {
+					return err
+				}
+				st.add(id, email, updatedAt, deleted)
+			}
+			return nil
+		},
+	})
+	return st
 }
 
 // readKeys are the ids and emails readSQL looks up for changes.
@@ -191,39 +191,47 @@ func listArg(d Dialect, list []string) any {
 	return string(b)
 }
 
-// releaseEmails runs releaseSQL for rows that give up the email they held.
-func releaseEmails(tx *gorm.DB, rows []*userState, at time.Time) error {
-	if len(rows) == 0 {
-		return nil
+// releaseEmails adds to r the release of the emails users give up; the
+// round fails with errRaced if a row changed after the read.
+func releaseEmails(r *round, dialect Dialect, users []*userState, at time.Time) {
+	if len(users) == 0 {
+		return
 	}
-	ids := make([]string, len(rows))
-	versions := make([]int64, len(rows))
-	for i, u := range rows {
+	ids := make([]string, len(users))
+	versions := make([]int64, len(users))
+	for i, u := range users {
 		ids[i], versions[i] = u.id, u.dbUpdatedAt
 	}
-	dialect := DialectOf(tx)
 	args := []any{ids, versions, at}
 	if dialect == SQLite {
 		args = []any{listArg(dialect, ids), at}
 	}
-	res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, releaseSQL[dialect], lookupArgs(dialect, args...)...)
-	if err != nil {
-		return fmt.Errorf("release %d emails: %w", len(rows), translate(tx, err))
-	}
-	if n, err := res.RowsAffected(); err == nil && n != int64(len(rows)) {
-		return errRaced // a row changed after the read: run the transaction again
-	}
-	return nil
+	r.add(statement{
+		name: fmt.Sprintf("release %d emails", len(users)), sql: releaseSQL[dialect], args: args, lookup: true,
+		read: func(rs rows) error {
+			if countRows(rs) != len(ids) {
+				return errRaced // a row changed after the read: run the transaction again
+			}
+			return nil
+		},
+	})
 }
 
-// upsertUsers writes the decided rows and checks that each was written; a
-// row that was not changed after the read by another transaction, which
-// the transaction then runs again to see.
-func upsertUsers(tx *gorm.DB, group []*userState, withTier bool, outcomes []Outcome) error {
-	if len(group) == 0 {
-		return nil
+func countRows(rs rows) int {
+	n := 0
+	for rs.Next() {
+		n++
 	}
-	dialect := DialectOf(tx)
+	return n
+}
+
+// upsertUsers adds to r the write of the decided rows; the round fails
+// with errRaced unless each was written (a row another transaction changed
+// after the read is not, and the transaction then runs again to see it).
+func upsertUsers(r *round, dialect Dialect, group []*userState, withTier bool, outcomes []Outcome) {
+	if len(group) == 0 {
+		return
+	}
 	sql, args := pgUpsertSQL[0], pgUpsertArgs(group)
 	if withTier {
 		sql = pgUpsertSQL[1]
@@ -231,36 +239,33 @@ func upsertUsers(tx *gorm.DB, group []*userState, withTier bool, outcomes []Outc
 	if dialect == SQLite {
 		sql, args = sqliteUpsertSQL(len(group), withTier), sqliteUpsertArgs(group)
 	}
-	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, sql, args...)
-	if err != nil {
-		return fmt.Errorf("upsert %d users: %w", len(group), translate(tx, err))
-	}
-	defer rows.Close()
-	byID := make(map[string]*userState, len(group))
-	for _, u := range group {
-		byID[u.id] = u
-	}
-	written := 0
-	for rows.Next() {
-		var id string
-		var inserted bool
-		if err := rows.Scan(&id, &inserted); err != nil {
-			return fmt.Errorf("upsert users: %w", err)
-		}
-		written++
-		// Postgres says whether it inserted: a row another transaction
-		// inserted after the read was updated, so the change updated it.
-		if u := byID[id]; u != nil && dialect == Postgres && !inserted && u.created >= 0 {
-			outcomes[u.created] = Updated
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("upsert users: %w", translate(tx, err))
-	}
-	if written != len(group) {
-		return errRaced // a row was written elsewhere after the read: run again
-	}
-	return nil
+	r.add(statement{
+		name: fmt.Sprintf("upsert %d users", len(group)), sql: sql, args: args,
+		read: func(rs rows) error {
+			byID := make(map[string]*userState, len(group))
+			for _, u := range group {
+				byID[u.id] = u
+			}
+			written := 0
+			for rs.Next() {
+				var id string
+				var inserted bool
+				if err := rs.Scan(&id, &inserted); err != nil {
+					return err
+				}
+				written++
+				// Postgres says whether it inserted: a row another transaction
+				// inserted after the read was updated, so the change updated it.
+				if u := byID[id]; u != nil && dialect == Postgres && !inserted && u.created >= 0 {
+					outcomes[u.created] = Updated
+				}
+			}
+			if written != len(group) {
+				return errRaced
+			}
+			return nil
+		},
+	})
 }
 
 func pgUpsertArgs(group []*userState) []any {

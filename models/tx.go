@@ -25,11 +25,15 @@ func inTx[T any](ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB, lock boo
 	var out T
 	var err error
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		run := func(tx *gorm.DB) error {
 			var fnErr error
 			out, fnErr = fn(tx, attempt > 1)
 			return fnErr
-		})
+		}
+		var pgx bool
+		if pgx, err = runPgTx(ctx, db, run); !pgx {
+			err = db.WithContext(ctx).Transaction(run)
+		}
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return out, err
 		}

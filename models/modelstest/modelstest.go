@@ -43,6 +43,14 @@ func EachWithPooler(t *testing.T, fn func(t *testing.T, db *gorm.DB)) {
 	})
 }
 
+// EachPostgres runs fn on Postgres, directly and through the pooler, for
+// tests of what only Postgres has (its plan cache, pgx batches).
+func EachPostgres(t *testing.T, fn func(t *testing.T, db *gorm.DB)) {
+	t.Helper()
+	t.Run("postgres", func(t *testing.T) { fn(t, New(t, models.Postgres)) })
+	t.Run("pgbouncer", func(t *testing.T) { fn(t, Open(t, models.Postgres, PooledDSN(t))) })
+}
+
 // EachPair is EachWithPooler for tests that compare two fresh databases of
 // the same kind (say, a batch against one-at-a-time): fn gets two.
 func EachPair(t *testing.T, fn func(t *testing.T, a, b *gorm.DB)) {

@@ -1,0 +1,139 @@
+package models_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"gorm.io/gorm"
+
+	"github.com/usersync/usersync/models"
+	"github.com/usersync/usersync/models/modelstest"
+)
+
+func insertEvent(id string) string {
+	return `INSERT INTO webhook_events (svix_id, event_type, outcome, received_at)
+		VALUES ('` + id + `', 'user.created', 'applied', CURRENT_TIMESTAMP) RETURNING svix_id`
+}
+
+// A transaction whose rounds are pgx batches (its BEGIN sent with the first
+// one) commits all of its statements or none, whether they came in rounds
+// or from GORM, and leaves no pooled connection inside a transaction.
+func TestPgTxCommitsAllOrNothing(t *testing.T) {
+	modelstest.EachPostgres(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		boom := errors.New("boom")
+		run := func(fn func(tx *gorm.DB) error) error {
+			t.Helper()
+			ok, err := models.RunPgTx(ctx, db, fn)
+			if !ok {
+				t.Fatal("RunPgTx did not run on Postgres")
+			}
+			return err
+		}
+		cases := []struct {
+			name    string
+			fn      func(tx *gorm.DB) error
+			wantErr string // "" for none
+			kept    bool   // the event row is committed
+		}{
+			{"round then commit", func(tx *gorm.DB) error {
+				_, err := models.SendRound(tx, nil, insertEvent("commit"))
+				return err
+			}, "", true},
+			{"round then failure", func(tx *gorm.DB) error {
+				if _, err := models.SendRound(tx, nil, insertEvent("fail")); err != nil {
+					return err
+				}
+				return boom
+			}, "boom", false},
+			// A failed statement aborts the transaction even if the error
+			// were ignored: the commit then reports Postgres' rollback.
+			{"failed statement ignored", func(tx *gorm.DB) error {
+				_, err := models.SendRound(tx, nil, insertEvent("ignored"), "SELECT (1 / 0)::text")
+				if err == nil || !strings.Contains(err.Error(), "query 1: ") || !strings.Contains(err.Error(), "division by zero") {
+					t.Errorf("round error = %v, want query 1's division by zero", err)
+				}
+				return nil
+			}, "commit: ROLLBACK", false},
+			{"GORM statement first, then failure", func(tx *gorm.DB) error {
+				if err := tx.Exec(strings.TrimSuffix(insertEvent("gorm"), " RETURNING svix_id")).Error; err != nil {
+					return err
+				}
+				if _, err := models.SendRound(tx, nil, insertEvent("gorm_round")); err != nil {
+					return err
+				}
+				return boom
+			}, "boom", false},
+		}
+		for _, c := range cases {
+			err := run(c.fn)
+			if (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
+				t.Errorf("%s: err = %v, want %q", c.name, err, c.wantErr)
+			}
+		}
+		var ids []string
+		if err := db.Model(&models.WebhookEvent{}).Order("svix_id").Pluck("svix_id", &ids).Error; err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"commit"}, ids); diff != "" {
+			t.Errorf("committed events (-want +got):\n%s", diff)
+		}
+		// No connection of the database was left inside a transaction.
+		var open int
+		err := db.Raw(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&open).Error
+		if err != nil {
+			t.Fatal(err)
+		}
+		if open != 0 {
+			t.Errorf("%d connections were left inside a transaction", open)
+		}
+	})
+}
+
+// A lookup in a round is planned with its values (custom plans for that
+// statement only), whatever mode the connection's statements use.
+func TestRoundPlansLookupsWithTheirValues(t *testing.T) {
+	modelstest.EachPostgres(t, func(t *testing.T, db *gorm.DB) {
+		const mode = "SELECT current_setting('plan_cache_mode')"
+		var got [][]string
+		ok, err := models.RunPgTx(context.Background(), db, func(tx *gorm.DB) error {
+			var err error
+			got, err = models.SendRound(tx, map[int]bool{1: true}, mode, mode, mode)
+			return err
+		})
+		if !ok {
+			t.Fatal("RunPgTx did not run on Postgres")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := [][]string{{"auto"}, {"force_custom_plan"}, {"auto"}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("plan_cache_mode per statement (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// On SQLite a transaction is GORM's own, and a round runs its statements
+// one after another in it.
+func TestSQLiteRoundsRunInGORMTransactions(t *testing.T) {
+	db := modelstest.New(t, models.SQLite)
+	ok, err := models.RunPgTx(context.Background(), db, func(*gorm.DB) error { return nil })
+	if ok || err != nil {
+		t.Fatalf("RunPgTx on SQLite = %v, %v; want false, nil", ok, err)
+	}
+	err = db.Transaction(func(tx *gorm.DB) error {
+		got, err := models.SendRound(tx, map[int]bool{1: true}, insertEvent("a"), insertEvent("b"))
+		if diff := cmp.Diff([][]string{{"a"}, {"b"}}, got); diff != "" {
+			t.Errorf("rows (-want +got):\n%s", diff)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
