@@ -90,7 +90,7 @@ func readAll(rs rows, read func(rows) error) error {
 // plans around it, for this transaction only.
 const (
 	customPlans  = "SET LOCAL plan_cache_mode = force_custom_plan"
-	defaultPlans = "RESET plan_cache_mode"
+	defaultPlans = "SET LOCAL plan_cache_mode TO DEFAULT"
 )
 
 // pgTx is a Postgres transaction on one connection of GORM's pool, begun by
