@@ -30,13 +30,13 @@ const (
 	syncPath = "/api/user/sync"
 
 	// Concurrent webhook deliveries share transactions (see batcher): up to
-	// maxEventBatch events each, eventWorkers transactions at once. One at a
-	// time measured the same throughput as two or four on the bench machine
-	// and the least CPU per event (bench/README.md): everything that arrives
-	// while a batch commits forms the next, so batches grow with the load,
-	// and no two batches wait on each other's row locks.
+	// maxEventBatch events each, at most eventWorkers transactions at once,
+	// the second only while a quarter batch waits. Everything that arrives
+	// while a batch commits forms the next, so batches grow with the load.
+	// Two started freely (or four) measured more CPU per event for no more
+	// throughput on the bench machine (bench/README.md).
 	maxEventBatch = 64
-	eventWorkers  = 1
+	eventWorkers  = 2
 
 	// Concurrent login-time syncs share their row reads the same way (see
 	// profileReader), up to maxProfileRead rows per query, profileReaders
