@@ -10,8 +10,8 @@ import (
 )
 
 // profileReader coalesces the reads of concurrent login-time syncs: a read
-// that arrives while others are in flight joins the next batch, one query
-// for up to maxRead rows and one for their organizations. Every read still happens after its
+// that arrives while others are in flight joins the next batch, one
+// models.FindProfiles for up to maxRead users. Every read still happens after its
 // request arrived, so nothing is served from a cache (the application may
 // change a tier at any time). Alone, a read is its own query and waits for
 // nothing.
@@ -26,20 +26,18 @@ type profileReader struct {
 }
 
 type profileRead struct {
-	id   string
-	user models.User
-	orgs []models.UserOrganization
-	err  error
-	done chan struct{}
+	id      string
+	profile models.Profile
+	err     error
+	done    chan struct{}
 }
 
 func newProfileReader(db *gorm.DB, maxRead, workers int) *profileReader {
 	return &profileReader{db: db, maxRead: maxRead, workers: workers}
 }
 
-// find reads the user's row as models.FindProfile does, and the user's
-// organizations as models.FindUserOrganizations does.
-func (r *profileReader) find(ctx context.Context, id string) (models.User, []models.UserOrganization, error) {
+// find reads the user's profile as models.FindProfiles does.
+func (r *profileReader) find(ctx context.Context, id string) (models.Profile, error) {
 	p := &profileRead{id: id, done: make(chan struct{})}
 	r.mu.Lock()
 	r.queue = append(r.queue, p)
@@ -50,9 +48,9 @@ func (r *profileReader) find(ctx context.Context, id string) (models.User, []mod
 	r.mu.Unlock()
 	select {
 	case <-p.done:
-		return p.user, p.orgs, p.err
+		return p.profile, p.err
 	case <-ctx.Done():
-		return models.User{}, nil, ctx.Err()
+		return models.Profile{}, ctx.Err()
 	}
 }
 
@@ -80,22 +78,15 @@ func (r *profileReader) read(batch []*profileRead) {
 		ids[i] = p.id
 	}
 	found, err := models.FindProfiles(ctx, r.db, ids)
-	var orgs map[string][]models.UserOrganization
-	if err == nil {
-		orgs, err = models.FindOrganizationsOf(ctx, r.db, ids)
-	}
 	for _, p := range batch {
-		u, ok := found[p.id]
+		profile, ok := found[p.id]
 		switch {
 		case err != nil:
 			p.err = err
 		case !ok:
 			p.err = models.ErrNotFound
 		default:
-			p.user, p.orgs = u, orgs[p.id]
-			if p.orgs == nil {
-				p.orgs = []models.UserOrganization{}
-			}
+			p.profile = profile
 		}
 		close(p.done)
 	}

@@ -49,12 +49,12 @@ func TestProfileReaderCoalesces(t *testing.T) {
 		for i := range 200 {
 			wg.Go(func() {
 				id := fmt.Sprintf("user_%02d", i%25) // 20..24 have no row
-				u, orgs, err := r.find(ctx, id)
+				got, err := r.find(ctx, id)
 				want, wantErr := models.FindProfile(ctx, db, id)
 				if !errors.Is(err, wantErr) {
 					t.Errorf("%s: find err = %v, FindProfile err = %v", id, err, wantErr)
 				}
-				if diff := cmp.Diff(want, u); diff != "" {
+				if diff := cmp.Diff(want, got.User); diff != "" {
 					t.Errorf("%s (-FindProfile +find):\n%s", id, diff)
 				}
 				if err != nil {
@@ -64,19 +64,19 @@ func TestProfileReaderCoalesces(t *testing.T) {
 				if err != nil {
 					t.Error(err)
 				}
-				if diff := cmp.Diff(wantOrgs, orgs); diff != "" {
+				if diff := cmp.Diff(wantOrgs, got.Organizations); diff != "" {
 					t.Errorf("%s organizations (-FindUserOrganizations +find):\n%s", id, diff)
 				}
 			})
 		}
 		wg.Wait()
 		for id, want := range map[string][]string{"user_00": {"org_a", "org_b"}, "user_01": {"org_b", "org_a"}, "user_05": nil} {
-			_, orgs, err := r.find(ctx, id)
+			p, err := r.find(ctx, id)
 			if err != nil {
 				t.Fatal(err)
 			}
 			got := []string{}
-			for _, o := range orgs {
+			for _, o := range p.Organizations {
 				got = append(got, o.ID)
 			}
 			if !cmp.Equal(got, append([]string{}, want...)) {

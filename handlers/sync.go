@@ -43,29 +43,23 @@ func (s *server) syncUser(c echo.Context) error {
 	return c.JSON(http.StatusOK, syncJSON{Outcome: outcome, Success: true, User: userResponse(row)})
 }
 
-// profile is what a sync answers with: the user's row and the user's live
-// organizations, read together (profileReader).
-type profile struct {
-	user models.User
-	orgs []models.UserOrganization
-}
 
-func (s *server) sync(c echo.Context) (string, profile, error) {
+func (s *server) sync(c echo.Context) (string, models.Profile, error) {
 	if err := s.checkCookieOrigin(c.Request()); err != nil {
-		return "", profile{}, err
+		return "", models.Profile{}, err
 	}
 	if s.Sessions == nil || s.Clerk == nil {
-		return "", profile{}, fail(http.StatusServiceUnavailable, "login-time sync is not configured (CLERK_SECRET_KEY)", nil)
+		return "", models.Profile{}, fail(http.StatusServiceUnavailable, "login-time sync is not configured (CLERK_SECRET_KEY)", nil)
 	}
 	userID, err := s.authenticate(c)
 	if err != nil {
-		return "", profile{}, err
+		return "", models.Profile{}, err
 	}
 	if err := s.limitUser(c, userID); err != nil {
-		return "", profile{}, err
+		return "", models.Profile{}, err
 	}
 	if err := s.checkBodyUserID(c, userID); err != nil {
-		return "", profile{}, err
+		return "", models.Profile{}, err
 	}
 	return s.syncFromClerk(c.Request().Context(), userID)
 }
@@ -189,15 +183,15 @@ func (s *server) checkBodyUserID(c echo.Context, userID string) error {
 
 // syncFromClerk answers from the table while the row is fresh; otherwise it
 // fetches the user from Clerk and applies it through the one upsert.
-func (s *server) syncFromClerk(ctx context.Context, userID string) (string, profile, error) {
+func (s *server) syncFromClerk(ctx context.Context, userID string) (string, models.Profile, error) {
 	row, err := s.findUser(ctx, userID)
 	switch {
 	case errors.Is(err, models.ErrNotFound):
 	case err != nil:
 		return "", row, err
-	case row.user.Deleted():
+	case row.Deleted():
 		return "", row, errGone
-	case s.fresh(row.user):
+	case s.fresh(row.User):
 		return "fresh", row, nil
 	}
 	snap, err := s.Clerk.GetUser(ctx, userID)
@@ -223,14 +217,14 @@ func (s *server) syncFromClerk(ctx context.Context, userID string) (string, prof
 
 var errGone = fail(http.StatusGone, "user was deleted in Clerk", nil)
 
-func (s *server) findUser(ctx context.Context, id string) (profile, error) {
+func (s *server) findUser(ctx context.Context, id string) (models.Profile, error) {
 	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
 	defer cancel()
-	u, orgs, err := s.profiles.find(ctx, id)
+	p, err := s.profiles.find(ctx, id)
 	if err != nil && !errors.Is(err, models.ErrNotFound) {
-		return profile{}, dbUnavailable(err)
+		return p, dbUnavailable(err)
 	}
-	return profile{user: u, orgs: orgs}, err
+	return p, err
 }
 
 func (s *server) applySnapshot(ctx context.Context, snap models.Snapshot) (models.Outcome, error) {
@@ -296,11 +290,11 @@ type userJSON struct {
 	Organizations []models.UserOrganization `json:"organizations"`
 }
 
-func userResponse(p profile) userJSON {
-	u := p.user
+func userResponse(p models.Profile) userJSON {
+	u := p.User
 	return userJSON{
 		ID: u.ID, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName, ImageURL: u.ImageURL,
 		Username: u.Username, PhoneNumber: u.PhoneNumber, Tier: u.Tier,
-		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Organizations: p.orgs,
+		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Organizations: p.Organizations,
 	}
 }

@@ -60,25 +60,49 @@ var findProfilesSQL = map[Dialect]string{
 	SQLite:   `SELECT ` + profileColumns + `, NULL FROM users WHERE id IN (SELECT value FROM json_each(?1))`,
 }
 
-// FindProfiles is FindProfile for many ids in one query: the rows found,
-// by id (an id without a row is absent).
-func FindProfiles(ctx context.Context, db *gorm.DB, ids []string) (map[string]User, error) {
+// Profile is what a login-time sync answers with: the user's row without
+// raw_json (as FindProfile reads it) and the live organizations the user is
+// a live member of (as FindUserOrganizations lists them).
+type Profile struct {
+	User
+	Organizations []UserOrganization
+}
+
+// FindProfiles reads the profiles of many users at once, by id (an id
+// without a row is absent). On Postgres the rows and the memberships are
+// read in one round trip; the organizations, when there are memberships,
+// in a second.
+func FindProfiles(ctx context.Context, db *gorm.DB, ids []string) (map[string]Profile, error) {
 	dialect := DialectOf(db)
-	rows, err := db.Statement.ConnPool.QueryContext(ctx, findProfilesSQL[dialect], lookupArgs(dialect, listArg(dialect, ids))...)
+	found := make(map[string]Profile, len(ids))
+	var r round
+	r.add(statement{
+		name: fmt.Sprintf("find %d users", len(ids)), sql: findProfilesSQL[dialect],
+		args: []any{listArg(dialect, ids)}, lookup: true,
+		read: func(rs rows) error {
+			for rs.Next() {
+				u, err := scanUser(rs.Scan)
+				if err != nil {
+					return err
+				}
+				found[u.ID] = Profile{User: u, Organizations: []UserOrganization{}}
+			}
+			return nil
+		},
+	})
+	ms := readMemberships(&r, dialect, ids)
+	if err := readRound(ctx, db, r); err != nil {
+		return nil, err
+	}
+	orgs, err := organizationsOf(ctx, db, *ms)
 	if err != nil {
-		return nil, fmt.Errorf("find %d users: %w", len(ids), err)
+		return nil, err
 	}
-	defer rows.Close()
-	found := make(map[string]User, len(ids))
-	for rows.Next() {
-		u, err := scanUser(rows.Scan)
-		if err != nil {
-			return nil, fmt.Errorf("find users: %w", err)
+	for id, list := range orgs {
+		if p, ok := found[id]; ok {
+			p.Organizations = list
+			found[id] = p
 		}
-		found[u.ID] = u
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find %d users: %w", len(ids), err)
 	}
 	return found, nil
 }

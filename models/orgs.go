@@ -124,42 +124,103 @@ func FindUserOrganizations(ctx context.Context, db *gorm.DB, userID string) ([]U
 	return orgs[userID], nil
 }
 
-// userOrganizationsSQL reads the live organizations of many users at once,
-// each user's in the order its memberships were created.
-var userOrganizationsSQL = map[Dialect]string{
-	Postgres: `SELECT m.user_id, o.id, o.name, o.slug, m.role, o.tier
-		FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id
-		WHERE m.user_id = ANY($1::text[]) AND m.deleted_at IS NULL AND o.deleted_at IS NULL
-		ORDER BY m.user_id, m.clerk_created_at, m.id`,
-	SQLite: `SELECT m.user_id, o.id, o.name, o.slug, m.role, o.tier
-		FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id
-		WHERE m.user_id IN (SELECT value FROM json_each(?1)) AND m.deleted_at IS NULL AND o.deleted_at IS NULL
-		ORDER BY m.user_id, m.clerk_created_at, m.id`,
+// membershipsOfSQL reads the live memberships of many users, each user's
+// in the order they were created; liveOrgsSQL the live organizations among
+// some ids. Two single-table reads cost Postgres less planning than their
+// join (the reads are planned with their values, see planLookupsEachTime),
+// and the second is skipped when nobody is a member of anything.
+var (
+	membershipsOfSQL = map[Dialect]string{
+		Postgres: `SELECT user_id, organization_id, role FROM organization_memberships
+			WHERE user_id = ANY($1::text[]) AND deleted_at IS NULL ORDER BY user_id, clerk_created_at, id`,
+		SQLite: `SELECT user_id, organization_id, role FROM organization_memberships
+			WHERE user_id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NULL
+			ORDER BY user_id, clerk_created_at, id`,
+	}
+	liveOrgsSQL = map[Dialect]string{
+		Postgres: `SELECT id, name, slug, tier FROM organizations WHERE id = ANY($1::text[]) AND deleted_at IS NULL`,
+		SQLite: `SELECT id, name, slug, tier FROM organizations
+			WHERE id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NULL`,
+	}
+)
+
+// membershipOf is a live membership as the login-time answer needs it.
+type membershipOf struct{ userID, orgID, role string }
+
+// readMemberships adds to r the read of the users' live memberships, in
+// order, into the slice it returns once r is sent.
+func readMemberships(r *round, dialect Dialect, userIDs []string) *[]membershipOf {
+	var ms []membershipOf
+	r.add(statement{
+		name: fmt.Sprintf("find memberships of %d users", len(userIDs)), sql: membershipsOfSQL[dialect],
+		args: []any{listArg(dialect, userIDs)}, lookup: true,
+		read: func(rs rows) error {
+			for rs.Next() {
+				var m membershipOf
+				if err := rs.Scan(&m.userID, &m.orgID, &m.role); err != nil {
+					return err
+				}
+				ms = append(ms, m)
+			}
+			return nil
+		},
+	})
+	return &ms
 }
 
-// FindOrganizationsOf is FindUserOrganizations for many users in one query:
-// by user id, the users with at least one live organization.
-func FindOrganizationsOf(ctx context.Context, db *gorm.DB, userIDs []string) (map[string][]UserOrganization, error) {
+// organizationsOf resolves memberships to the live organizations, by user,
+// in the memberships' order.
+func organizationsOf(ctx context.Context, db *gorm.DB, ms []membershipOf) (map[string][]UserOrganization, error) {
+	out := map[string][]UserOrganization{}
+	if len(ms) == 0 {
+		return out, nil
+	}
+	ids := make([]string, 0, len(ms))
+	for _, m := range ms {
+		ids = append(ids, m.orgID)
+	}
+	orgs := make(map[string]UserOrganization, len(ids))
+	var r round
 	dialect := DialectOf(db)
-	rows, err := db.Statement.ConnPool.QueryContext(ctx, userOrganizationsSQL[dialect],
-		lookupArgs(dialect, listArg(dialect, userIDs))...)
+	r.add(statement{
+		name: fmt.Sprintf("find %d organizations", len(ids)), sql: liveOrgsSQL[dialect],
+		args: []any{listArg(dialect, ids)}, lookup: true,
+		read: func(rs rows) error {
+			for rs.Next() {
+				var o UserOrganization
+				if err := rs.Scan(&o.ID, &o.Name, &o.Slug, &o.Tier); err != nil {
+					return err
+				}
+				orgs[o.ID] = o
+			}
+			return nil
+		},
+	})
+	if err := readRound(ctx, db, r); err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		if o, live := orgs[m.orgID]; live {
+			o.Role = m.role
+			out[m.userID] = append(out[m.userID], o)
+		}
+	}
+	return out, nil
+}
+
+// FindOrganizationsOf is FindUserOrganizations for many users at once: by
+// user id, the users with at least one live organization.
+func FindOrganizationsOf(ctx context.Context, db *gorm.DB, userIDs []string) (map[string][]UserOrganization, error) {
+	var r round
+	ms := readMemberships(&r, DialectOf(db), userIDs)
+	if err := readRound(ctx, db, r); err != nil {
+		return nil, fmt.Errorf("find organizations of %d users: %w", len(userIDs), err)
+	}
+	orgs, err := organizationsOf(ctx, db, *ms)
 	if err != nil {
 		return nil, fmt.Errorf("find organizations of %d users: %w", len(userIDs), err)
 	}
-	defer rows.Close()
-	out := map[string][]UserOrganization{}
-	for rows.Next() {
-		var userID string
-		var o UserOrganization
-		if err := rows.Scan(&userID, &o.ID, &o.Name, &o.Slug, &o.Role, &o.Tier); err != nil {
-			return nil, fmt.Errorf("find organizations: %w", err)
-		}
-		out[userID] = append(out[userID], o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find organizations of %d users: %w", len(userIDs), err)
-	}
-	return out, nil
+	return orgs, nil
 }
 
 // EachLiveOrgID calls fn with the ids of live organizations in id order.

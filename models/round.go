@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 )
@@ -100,7 +101,10 @@ const (
 // on its own.
 type pgTx struct {
 	conn  *sql.Conn
-	begun bool // BEGIN has been sent
+	begun bool // BEGIN has been sent, COMMIT not yet
+	// commitWithRound ends the transaction in the same batch as its round
+	// (readRound: reads that need no check before committing).
+	commitWithRound bool
 }
 
 // runPgTx runs fn in a pgTx on a connection of db's pool and commits if fn
@@ -143,11 +147,7 @@ func (t *pgTx) commit(ctx context.Context) error {
 		return nil // nothing ran
 	}
 	return t.conn.Raw(func(dc any) error {
-		tag, err := dc.(*stdlib.Conn).Conn().Exec(ctx, "commit")
-		if err == nil && tag.String() != "COMMIT" {
-			err = fmt.Errorf("commit: %s", tag)
-		}
-		return err
+		return committed(dc.(*stdlib.Conn).Conn().Exec(ctx, "commit"))
 	})
 }
 
@@ -172,6 +172,9 @@ func (t *pgTx) send(ctx context.Context, r round) (failed int, err error) {
 			if s.lookup {
 				b.Queue(defaultPlans)
 			}
+		}
+		if t.commitWithRound {
+			b.Queue("commit")
 		}
 		res := conn.SendBatch(ctx, b)
 		var err error
@@ -211,7 +214,36 @@ func (t *pgTx) readBatch(res pgx.BatchResults, r round) (int, error) {
 			}
 		}
 	}
+	if t.commitWithRound {
+		if err := committed(res.Exec()); err != nil {
+			return len(r) - 1, err
+		}
+		t.begun = false
+	}
 	return len(r) - 1, nil
+}
+
+// committed checks a COMMIT's answer: Postgres answers ROLLBACK, without an
+// error, when a statement of the transaction had failed.
+func committed(tag pgconn.CommandTag, err error) error {
+	if err == nil && tag.String() != "COMMIT" {
+		err = fmt.Errorf("commit: %s", tag)
+	}
+	return err
+}
+
+// readRound runs a round of reads outside the caller's transactions: on
+// Postgres in one round trip, BEGIN and COMMIT included, so its lookups can
+// be planned with their values (SET LOCAL); elsewhere one after another.
+func readRound(ctx context.Context, db *gorm.DB, r round) error {
+	ok, err := runPgTx(ctx, db, func(tx *gorm.DB) error {
+		tx.Statement.ConnPool.(*pgTx).commitWithRound = true
+		return r.send(tx)
+	})
+	if ok {
+		return err
+	}
+	return r.send(db.WithContext(ctx))
 }
 
 // rollback ends the transaction after a failure. A connection it cannot

@@ -336,7 +336,8 @@ func TestFindProfileMatchesFindUser(t *testing.T) {
 		if _, err := models.FindProfile(ctx, db, "nobody"); err != models.ErrNotFound {
 			t.Errorf("unknown id: err = %v, want ErrNotFound", err)
 		}
-		// FindProfiles reads the same rows in one query; unknown ids are absent.
+		// FindProfiles reads the same rows at once, with their (here no)
+		// organizations; unknown ids are absent.
 		many, err := models.FindProfiles(ctx, db, []string{"user_a", "nobody", "user_b", "user_a"})
 		if err != nil {
 			t.Fatal(err)
@@ -349,7 +350,8 @@ func TestFindProfileMatchesFindUser(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(one, many[id]); diff != "" {
+			want := models.Profile{User: one, Organizations: []models.UserOrganization{}}
+			if diff := cmp.Diff(want, many[id]); diff != "" {
 				t.Errorf("%s (-FindProfile +FindProfiles):\n%s", id, diff)
 			}
 		}
