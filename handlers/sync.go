@@ -43,7 +43,6 @@ func (s *server) syncUser(c echo.Context) error {
 	return c.JSON(http.StatusOK, syncJSON{Outcome: outcome, Success: true, User: userResponse(row)})
 }
 
-
 func (s *server) sync(c echo.Context) (string, models.Profile, error) {
 	if err := s.checkCookieOrigin(c.Request()); err != nil {
 		return "", models.Profile{}, err
