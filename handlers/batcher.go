@@ -48,10 +48,7 @@ func (b *batcher) Submit(ctx context.Context, ev models.Event) (models.EventResu
 	p := &pending{ev: ev, ctx: ctx, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
-	// A second transaction starts only when a quarter batch waits: it then
-	// overlaps the first one's round trips, instead of splitting a light
-	// load into small batches that each pay a whole transaction.
-	if b.running == 0 || (b.running < b.workers && len(b.queue) >= b.maxBatch/4) {
+	if b.running < b.workers {
 		b.running++
 		go b.drain()
 	}

@@ -30,13 +30,13 @@ const (
 	syncPath = "/api/user/sync"
 
 	// Concurrent webhook deliveries share transactions (see batcher): up to
-	// maxEventBatch events each, at most eventWorkers transactions at once,
-	// the second only while a quarter batch waits. Everything that arrives
-	// while a batch commits forms the next, so batches grow with the load.
-	// Two started freely (or four) measured more CPU per event for no more
-	// throughput on the bench machine (bench/README.md).
+	// maxEventBatch events each, eventWorkers transactions at once. With one,
+	// everything that arrives while a batch commits forms the next, so
+	// batches grow with the load; two or four measured the same throughput
+	// on the bench machine, within its noise, and up to a third more
+	// Postgres CPU per event (bench/README.md).
 	maxEventBatch = 64
-	eventWorkers  = 2
+	eventWorkers  = 1
 
 	// Concurrent login-time syncs share their row reads the same way (see
 	// profileReader), up to maxProfileRead rows per query, profileReaders
