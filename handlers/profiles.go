@@ -11,10 +11,10 @@ import (
 
 // profileReader coalesces the reads of concurrent login-time syncs: a read
 // that arrives while others are in flight joins the next batch, one
-// models.FindProfiles for up to maxRead users. Every read still happens after its
-// request arrived, so nothing is served from a cache (the application may
-// change a tier at any time). Alone, a read is its own query and waits for
-// nothing.
+// models.FindProfiles for up to maxRead users. Every read still happens
+// after its request arrived, so nothing is served from a cache (the
+// application may change a tier at any time). Alone, a read is its own
+// batch and waits for nothing.
 type profileReader struct {
 	db      *gorm.DB
 	maxRead int

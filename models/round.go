@@ -12,12 +12,13 @@ import (
 	"gorm.io/gorm"
 )
 
-// A round is statements of the write path sent to the database together.
-// On Postgres a round is one round trip: a pgx batch on the transaction's
-// connection, which also carries the transaction's BEGIN when it is the
-// first round. A webhook batch then costs three round trips (record the
-// events and read their users; write the users; commit) instead of five.
-// Elsewhere (SQLite) the statements run one after another.
+// A round is statements sent to the database together: the write path's,
+// and the reads of login-time syncs. On Postgres a round is one round trip:
+// a pgx batch on the transaction's connection, which also carries the
+// transaction's BEGIN when it is the first round. A webhook batch then
+// costs three round trips (record the events and read their users; write
+// the users; commit) instead of five. Elsewhere (SQLite) the statements run
+// one after another.
 type round []statement
 
 // statement is one statement of a round and what reads its rows.
@@ -26,7 +27,7 @@ type statement struct {
 	sql  string
 	args []any
 	// lookup marks a statement that finds rows by id or email: it is
-	// planned with its values each time (see planLookupsEachTime).
+	// planned with its values each time (see planLookupsEachTime in sql.go).
 	lookup bool
 	read   func(rows) error // nil: the rows are not needed
 }

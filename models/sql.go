@@ -19,15 +19,17 @@ import (
 // openPostgresPool). SQLite takes JSON arrays for reads and a VALUES list,
 // cached per row count, for the upsert.
 
-// planLookupsEachTime is passed first to the Postgres statements that find
-// rows by id or email (reads, and updates that join on ids): pgx then sends
-// them unnamed, planned with their values each time. Prepared, Postgres
-// would settle on a generic plan after five executions, and one made while
-// the table was empty (a fresh install, a test) is a sequential scan, kept
-// until the next ANALYZE: each batch would scan the whole table. The inserts
-// keep their prepared statements: planning them was most of what the server
-// spent per batch, and their plans do not depend on the table's size
-// (unnest, then the primary key's conflict check).
+// Statements that find rows by id or email (reads, and updates that join
+// on ids) are planned with their values each time: in a pgx batch by
+// switching to custom plans around them (round.go), and otherwise by
+// passing planLookupsEachTime first, which makes pgx send them unnamed.
+// Prepared and planned once, Postgres would settle on a generic plan after
+// five executions, and one made while the table was empty (a fresh install,
+// a test) is a sequential scan, kept until the next ANALYZE: each batch
+// would scan the whole table. The inserts keep their prepared statements:
+// planning them was most of what the server spent per batch, and their
+// plans do not depend on the table's size (unnest, then the primary key's
+// conflict check).
 const planLookupsEachTime = pgx.QueryExecModeCacheDescribe
 
 // lookupArgs prepends planLookupsEachTime to a Postgres lookup's arguments.
