@@ -115,11 +115,11 @@ func openPostgresPool(ctx context.Context, dsn string, opts Options) (*sql.DB, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	pooled, err := detectPooler(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres database: %w", err)
+	}
 	if !strings.Contains(dsn, "default_query_exec_mode") {
-		pooled, err := detectPooler(ctx, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("connect to postgres database: %w", err)
-		}
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
 		if pooled {
 			cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
@@ -163,10 +163,26 @@ func detectPooler(ctx context.Context, cfg *pgx.ConnConfig) (bool, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var backend uint32
-	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+	var version int
+	err = conn.QueryRow(ctx, "SELECT pg_backend_pid(), current_setting('server_version_num')::int").Scan(&backend, &version)
+	if err != nil {
+		return false, err
+	}
+	if err := checkServerVersion(version); err != nil {
 		return false, err
 	}
 	return conn.PgConn().PID() != backend, nil
+}
+
+// MinServerVersion is the oldest Postgres usersync runs on (server_version_num):
+// 12 brought plan_cache_mode, which the write path sets around its lookups.
+const MinServerVersion = 120000
+
+func checkServerVersion(num int) error {
+	if num < MinServerVersion {
+		return fmt.Errorf("the server runs Postgres %d: usersync needs Postgres 12 or later", num/10000)
+	}
+	return nil
 }
 
 // DialectOf reports which database db talks to.
