@@ -115,11 +115,11 @@ func openPostgresPool(ctx context.Context, dsn string, opts Options) (*sql.DB, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	pooled, err := detectPooler(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to postgres database: %w", err)
-	}
 	if !strings.Contains(dsn, "default_query_exec_mode") {
+		pooled, err := detectPooler(ctx, cfg) // also refuses a server older than MinServerVersion
+		if err != nil {
+			return nil, fmt.Errorf("connect to postgres database: %w", err)
+		}
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
 		if pooled {
 			cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
