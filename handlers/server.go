@@ -39,10 +39,11 @@ const (
 	eventWorkers  = 1
 
 	// Concurrent login-time syncs share their row reads the same way (see
-	// profileReader), up to maxProfileRead rows per query, profileReaders
-	// queries at once. Reads take no locks, so two may overlap.
+	// profileReader), up to maxProfileRead users per read, profileReaders
+	// reads at once. One at a time measured the same logins per second as
+	// two and a third less Postgres CPU per login (bench/README.md).
 	maxProfileRead = 64
-	profileReaders = 2
+	profileReaders = 1
 )
 
 // Default per-user limit of /api/user/sync: a burst of syncBurst calls,
