@@ -63,9 +63,6 @@ type Summary struct {
 	OrgsElapsed, MembershipsElapsed time.Duration
 }
 
-// Failed is the number of objects of any kind that failed.
-func (s Summary) Failed() int { return s.Errors + s.Organizations.Errors + s.Memberships.Errors }
-
 // OrgsPerSecond and MembershipsPerSecond are the listing-and-applying
 // rates of the organization part of the run.
 func (s Summary) OrgsPerSecond() float64 { return perSecond(s.Organizations.Listed, s.OrgsElapsed) }
@@ -108,8 +105,9 @@ func (s *Summary) count(o models.Outcome) {
 var ErrIncomplete = errors.New("backfill incomplete")
 
 // Run lists every user page by page and applies each page in one
-// transaction, fetching the next page while the current one is written.
-// Pruning runs only when the listing completed without any error.
+// transaction, fetching the next page while the current one is written,
+// then does the same for organizations and memberships. Pruning runs only
+// when the listing it prunes by completed without any error.
 func Run(ctx context.Context, db *gorm.DB, clerk Clerk, opts Options) (Summary, error) {
 	r := runner{db: db, clerk: clerk, opts: opts, listed: map[string]struct{}{},
 		listedOrgs: map[string]struct{}{}, listedMems: map[string]struct{}{}}

@@ -40,7 +40,7 @@ func seedOrgs(fake *clerktest.Fake, orgs, perOrg int) {
 // page by page, counted per kind; a second run writes nothing; --prune
 // tombstones an organization Clerk deleted (with its memberships) and a
 // membership Clerk no longer lists, but not one created after the run
-// began.
+// began, nor an organization the listing missed that Clerk still has.
 func TestBackfillOrganizations(t *testing.T) {
 	modelstest.EachWithPooler(t, func(t *testing.T, db *gorm.DB) {
 		fake, _ := seedClerk(t, 30)
@@ -71,6 +71,7 @@ func TestBackfillOrganizations(t *testing.T) {
 		}
 
 		fake.DeleteOrganization("org_00001")
+		fake.HideFromList("org_00004") // unlisted, but GET /v1/organizations/org_00004 answers 200
 		fake.DeleteMembership("orgmem_00002_3")
 		// A membership created a moment ago (by a webhook) that this
 		// listing could have missed is not pruned.
@@ -89,6 +90,11 @@ func TestBackfillOrganizations(t *testing.T) {
 		db.Where("id = ?", "org_00001").Take(&org)
 		if live != 0 || !org.Deleted() {
 			t.Errorf("deleted organization: tombstone %v, %d live memberships", org.Deleted(), live)
+		}
+		var missed models.Organization
+		db.Where("id = ?", "org_00004").Take(&missed)
+		if missed.ID != "org_00004" || missed.Deleted() {
+			t.Errorf("organization missing from the listing but still in Clerk: %+v, want it live", missed)
 		}
 		var gone, kept models.Membership
 		db.Where("id = ?", "orgmem_00002_3").Take(&gone)

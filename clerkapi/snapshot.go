@@ -136,8 +136,9 @@ func nonEmpty(s *string) *string {
 }
 
 // unstorable matches the JSON escapes Postgres's jsonb refuses: \u0000 and
-// a lone UTF-16 surrogate (it refuses invalid UTF-8 too). A user can put either in their own
-// unsafe_metadata, and one such user must not fail every write of them.
+// a lone UTF-16 surrogate (it refuses invalid UTF-8 too). A user can put any
+// of these in their own unsafe_metadata, and one such user must not fail
+// every write of them.
 var unstorable = regexp.MustCompile(`(?i)\\u(0000|d[89a-f])`)
 
 // storable returns raw as Clerk sent it, or, when it holds an escape

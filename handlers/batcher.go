@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -17,81 +16,26 @@ import (
 // while a batch commits form the next one, which saves the per-transaction
 // round trips and flushes that bound a one-event-per-transaction design.
 type batcher struct {
-	db       *gorm.DB
-	maxBatch int
-	workers  int
-	timeout  time.Duration
-
-	mu      sync.Mutex
-	queue   []*pending
-	running int // goroutines draining the queue; none while idle
+	db      *gorm.DB
+	timeout time.Duration
+	group   coalescer[models.Event, models.EventResult]
 }
 
-type pending struct {
-	ev   models.Event
-	ctx  context.Context
-	res  models.EventResult
-	err  error
-	done chan struct{}
-}
+type pending = call[models.Event, models.EventResult]
 
 // newBatcher processes at most maxBatch events per transaction, with up to
 // workers transactions in flight, each bounded by timeout.
 func newBatcher(db *gorm.DB, maxBatch, workers int, timeout time.Duration) *batcher {
-	return &batcher{db: db, maxBatch: maxBatch, workers: workers, timeout: timeout}
+	b := &batcher{db: db, timeout: timeout}
+	b.group = coalescer[models.Event, models.EventResult]{max: maxBatch, workers: workers, run: b.process}
+	return b
 }
 
 // Submit processes ev as models.ProcessEvent does, possibly in one transaction with
 // other events. If ctx ends first it returns ctx's error; the event may
 // still commit, and a redelivery then answers EventDuplicate.
 func (b *batcher) Submit(ctx context.Context, ev models.Event) (models.EventResult, error) {
-	p := &pending{ev: ev, ctx: ctx, done: make(chan struct{})}
-	b.mu.Lock()
-	b.queue = append(b.queue, p)
-	if b.running < b.workers {
-		b.running++
-		go b.drain()
-	}
-	b.mu.Unlock()
-	select {
-	case <-p.done:
-		return p.res, p.err
-	case <-ctx.Done():
-		return models.EventResult{}, ctx.Err()
-	}
-}
-
-// drain processes batches until the queue is empty, then exits.
-func (b *batcher) drain() {
-	for {
-		batch := b.take()
-		if batch == nil {
-			return
-		}
-		b.process(batch)
-	}
-}
-
-// take removes up to maxBatch waiting events whose callers still wait.
-func (b *batcher) take() []*pending {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var batch []*pending
-	for len(b.queue) > 0 && len(batch) < b.maxBatch {
-		p := b.queue[0]
-		b.queue = b.queue[1:]
-		if p.ctx.Err() != nil {
-			p.err = p.ctx.Err() // its caller gave up: do not apply it unacknowledged
-			close(p.done)
-			continue
-		}
-		batch = append(batch, p)
-	}
-	if len(batch) == 0 && len(b.queue) == 0 {
-		b.running--
-		return nil
-	}
-	return batch
+	return b.group.do(ctx, ev)
 }
 
 // process commits a batch; if it fails, each event is tried on its own, so
@@ -99,7 +43,7 @@ func (b *batcher) take() []*pending {
 func (b *batcher) process(batch []*pending) {
 	evs := make([]models.Event, len(batch))
 	for i, p := range batch {
-		evs[i] = p.ev
+		evs[i] = p.req
 	}
 	// The batch gives up with its most impatient caller, so it rarely
 	// commits an event whose caller was already answered 503 (and when it
@@ -121,10 +65,9 @@ func (b *batcher) process(batch []*pending) {
 	}
 	for i, p := range batch {
 		if err != nil {
-			p.err = err
+			p.answer(models.EventResult{}, err)
 		} else {
-			p.res = res[i]
+			p.answer(res[i], nil)
 		}
-		close(p.done)
 	}
 }

@@ -81,7 +81,7 @@ func (s *server) readBody(c echo.Context, limit int64) (body []byte, release fun
 	}()
 	size := limit // unknown length (chunked): reserve the most it may be
 	if req.ContentLength > limit {
-		return nil, func() {}, tooLarge(limit)
+		return nil, func() {}, tooLarge()
 	} else if req.ContentLength >= 0 {
 		size = req.ContentLength
 	}
@@ -125,7 +125,7 @@ func readInto(r io.Reader, buf []byte, exact bool) ([]byte, error) {
 	case err == nil:
 		return buf[:n], nil
 	case errors.As(err, &tooBig):
-		return nil, tooLarge(tooBig.Limit)
+		return nil, tooLarge()
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, fail(http.StatusRequestTimeout, "request body not received in time", err)
 	}
@@ -134,6 +134,6 @@ func readInto(r io.Reader, buf []byte, exact bool) ([]byte, error) {
 
 // tooLarge answers as the body-limit middleware did before the routes
 // bounded their bodies themselves, whatever the limit.
-func tooLarge(int64) error {
+func tooLarge() error {
 	return fail(http.StatusRequestEntityTooLarge, "request body too large", nil)
 }

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"sync"
 
 	"gorm.io/gorm"
 
@@ -16,78 +15,38 @@ import (
 // application may change a tier at any time). Alone, a read is its own
 // batch and waits for nothing.
 type profileReader struct {
-	db      *gorm.DB
-	maxRead int
-	workers int
-
-	mu      sync.Mutex
-	queue   []*profileRead
-	running int
-}
-
-type profileRead struct {
-	id      string
-	profile models.Profile
-	err     error
-	done    chan struct{}
+	db    *gorm.DB
+	group coalescer[string, models.Profile]
 }
 
 func newProfileReader(db *gorm.DB, maxRead, workers int) *profileReader {
-	return &profileReader{db: db, maxRead: maxRead, workers: workers}
+	r := &profileReader{db: db}
+	r.group = coalescer[string, models.Profile]{max: maxRead, workers: workers, run: r.read}
+	return r
 }
 
 // find reads the user's profile as models.FindProfiles does.
 func (r *profileReader) find(ctx context.Context, id string) (models.Profile, error) {
-	p := &profileRead{id: id, done: make(chan struct{})}
-	r.mu.Lock()
-	r.queue = append(r.queue, p)
-	if r.running < r.workers {
-		r.running++
-		go r.drain()
-	}
-	r.mu.Unlock()
-	select {
-	case <-p.done:
-		return p.profile, p.err
-	case <-ctx.Done():
-		return models.Profile{}, ctx.Err()
-	}
+	return r.group.do(ctx, id)
 }
 
-func (r *profileReader) drain() {
-	for {
-		r.mu.Lock()
-		n := min(len(r.queue), r.maxRead)
-		if n == 0 {
-			r.running--
-			r.mu.Unlock()
-			return
-		}
-		batch := r.queue[:n:n]
-		r.queue = r.queue[n:]
-		r.mu.Unlock()
-		r.read(batch)
-	}
-}
-
-func (r *profileReader) read(batch []*profileRead) {
+func (r *profileReader) read(batch []*call[string, models.Profile]) {
 	ctx, cancel := context.WithTimeout(context.Background(), DBTimeout)
 	defer cancel()
 	ids := make([]string, len(batch))
 	for i, p := range batch {
-		ids[i] = p.id
+		ids[i] = p.req
 	}
 	found, err := models.FindProfiles(ctx, r.db, ids)
 	for _, p := range batch {
-		profile, ok := found[p.id]
+		profile, ok := found[p.req]
 		switch {
 		case err != nil:
-			p.err = err
+			p.answer(models.Profile{}, err)
 		case !ok:
-			p.err = models.ErrNotFound
+			p.answer(models.Profile{}, models.ErrNotFound)
 		default:
-			p.profile = profile
+			p.answer(profile, nil)
 		}
-		close(p.done)
 	}
 }

@@ -181,7 +181,8 @@ func (s *server) checkBodyUserID(c echo.Context, userID string) error {
 }
 
 // syncFromClerk answers from the table while the row is fresh; otherwise it
-// fetches the user from Clerk and applies it through the one upsert.
+// fetches the user and their memberships from Clerk, applies them through
+// the one write path, and reads the profile again.
 func (s *server) syncFromClerk(ctx context.Context, userID string) (string, models.Profile, error) {
 	row, err := s.findUser(ctx, userID)
 	switch {

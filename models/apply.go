@@ -23,8 +23,9 @@ import (
 //
 // It works in three steps per chunk: read the rows the chunk touches (its
 // users and the live holders of its emails), decide every change in Go
-// against that state, then write the end state with at most two set-based
-// statements whose SQL is built once (sql.go). The write statements repeat
+// against that state, then write the end state with at most three set-based
+// statements (the addresses given up, then one upsert per tier form) whose
+// SQL is built once (sql.go). The write statements repeat
 // the ordering and tombstone guards and report the rows they wrote, so a
 // row another transaction changed after the read is detected, and the
 // transaction runs again (inTx), then reading under row locks.
@@ -43,8 +44,9 @@ type Change struct {
 	Delete   bool
 }
 
-// applyChunk is how many changes one read and one write carry (16 columns
-// a row keeps a chunk far below both databases' parameter limits).
+// applyChunk is how many changes one read and one write carry (on SQLite,
+// 16 parameters a row keeps a chunk far below its parameter limit; on
+// Postgres each column is one array).
 const applyChunk = 500
 
 // Apply applies changes in order in one transaction and returns each one's
@@ -85,8 +87,16 @@ var errDryRun = errors.New("dry run")
 // DryRunSnapshots reports what ApplySnapshots would do and writes nothing:
 // it runs the same transaction and rolls it back.
 func DryRunSnapshots(ctx context.Context, db *gorm.DB, snaps []Snapshot, src Source) ([]Outcome, error) {
+	return dryRun(ctx, db, func(tx *gorm.DB, lock bool) ([]Outcome, error) {
+		return applyChanges(tx, snapshotChanges(snaps), src, now(), lock)
+	})
+}
+
+// dryRun runs apply in a transaction that it always rolls back, and
+// returns the outcomes apply reported.
+func dryRun(ctx context.Context, db *gorm.DB, apply func(tx *gorm.DB, lock bool) ([]Outcome, error)) ([]Outcome, error) {
 	out, err := inTx(ctx, db, func(tx *gorm.DB, lock bool) ([]Outcome, error) {
-		out, err := applyChanges(tx, snapshotChanges(snaps), src, now(), lock)
+		out, err := apply(tx, lock)
 		if err == nil {
 			err = errDryRun
 		}
@@ -217,14 +227,20 @@ func (st *state) decide(changes []Change, src Source, at time.Time) []Outcome {
 // verdict is rules 1 and 5 for a snapshot against its row: Gone, Unchanged
 // or Stale when the snapshot must not be applied, "" when it must.
 func verdict(u *userState, s Snapshot) Outcome {
+	return orderVerdict(u.exists, u.deleted, u.updatedAt, s.UpdatedAt)
+}
+
+// orderVerdict is rule 1 (and the finality of tombstones) for a row with
+// clerk_updated_at rowAt: "" when a snapshot at snapAt must be applied.
+func orderVerdict(exists, deleted bool, rowAt, snapAt int64) Outcome {
 	switch {
-	case !u.exists:
+	case !exists:
 		return ""
-	case u.deleted:
+	case deleted:
 		return Gone
-	case s.UpdatedAt == u.updatedAt:
+	case snapAt == rowAt:
 		return Unchanged
-	case s.UpdatedAt < u.updatedAt:
+	case snapAt < rowAt:
 		return Stale
 	}
 	return ""

@@ -118,16 +118,12 @@ func applyUserEvents(tx *gorm.DB, evs []Event, todo []int, res []EventResult, st
 	changes := make([]Change, 0, len(todo))
 	applied := make([]int, 0, len(todo))
 	for _, i := range todo {
-		switch evs[i].Kind {
-		case EventUpsert:
-			changes = append(changes, Change{Snapshot: evs[i].Snapshot})
-		case EventDelete:
-			changes = append(changes, Change{Snapshot: Snapshot{ID: evs[i].UserID}, Delete: true})
-		default:
+		c, ok := evs[i].change()
+		if !ok {
 			res[i] = EventResult{Outcome: EventIgnored}
 			continue
 		}
-		applied = append(applied, i)
+		changes, applied = append(changes, c), append(applied, i)
 	}
 	var outcomes []Outcome
 	var err error
@@ -187,16 +183,25 @@ var recordSQL = map[Dialect]string{
 	ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id`,
 }
 
+// change is what a user event asks of the users table; false for the
+// events that ask nothing of it.
+func (ev Event) change() (Change, bool) {
+	switch ev.Kind {
+	case EventUpsert:
+		return Change{Snapshot: ev.Snapshot}, true
+	case EventDelete:
+		return Change{Snapshot: Snapshot{ID: ev.UserID}, Delete: true}, true
+	}
+	return Change{}, false
+}
+
 // eventChanges are the changes evs would make, for reading their users
 // before knowing which events are new.
 func eventChanges(evs []Event) []Change {
 	changes := make([]Change, 0, len(evs))
 	for _, ev := range evs {
-		switch ev.Kind {
-		case EventUpsert:
-			changes = append(changes, Change{Snapshot: ev.Snapshot})
-		case EventDelete:
-			changes = append(changes, Change{Snapshot: Snapshot{ID: ev.UserID}, Delete: true})
+		if c, ok := ev.change(); ok {
+			changes = append(changes, c)
 		}
 	}
 	return changes

@@ -14,8 +14,8 @@ import (
 const profileColumns = `id, email, first_name, last_name, image_url, username, phone_number, tier,
 	clerk_updated_at, created_at, updated_at, deleted_at, sync_source, email_verified, synced_at`
 
-// The reads by id, built once: FindProfile is the read behind every fresh
-// login-time sync, so neither it nor FindUser goes through GORM's reflection.
+// The reads of one row by id, built once, without GORM's reflection. The
+// login-time sync reads through FindProfiles, which batches its reads.
 var (
 	findProfileSQL = map[Dialect]string{
 		Postgres: `SELECT ` + profileColumns + `, NULL FROM users WHERE id = $1`,

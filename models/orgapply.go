@@ -2,7 +2,6 @@ package models
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -23,17 +22,9 @@ func ApplyOrgChanges(ctx context.Context, db *gorm.DB, changes []OrgChange, src 
 
 // DryRunOrgChanges reports what ApplyOrgChanges would do and writes nothing.
 func DryRunOrgChanges(ctx context.Context, db *gorm.DB, changes []OrgChange, src Source) ([]Outcome, error) {
-	out, err := inTx(ctx, db, func(tx *gorm.DB, _ bool) ([]Outcome, error) {
-		out, err := applyOrgChanges(tx, changes, src, now())
-		if err == nil {
-			err = errDryRun
-		}
-		return out, err
+	return dryRun(ctx, db, func(tx *gorm.DB, _ bool) ([]Outcome, error) {
+		return applyOrgChanges(tx, changes, src, now())
 	})
-	if errors.Is(err, errDryRun) {
-		return out, nil
-	}
-	return out, err
 }
 
 // MembershipChanges is what a membership event says: its organization
@@ -61,10 +52,11 @@ func MembershipChanges(kind OrgChangeKind, m MembershipSnapshot) []OrgChange {
 // lock, and every writer that makes one live holds both. SQLite runs one
 // writer at a time (BEGIN IMMEDIATE).
 func applyOrgChanges(tx *gorm.DB, changes []OrgChange, src Source, at time.Time) ([]Outcome, error) {
-	if err := lockOrgKeys(tx, changes); err != nil {
+	k := keysOf(changes)
+	if err := lockOrgKeys(tx, k); err != nil {
 		return nil, err
 	}
-	st, err := loadOrgState(tx, changes, src, at)
+	st, err := loadOrgState(tx, k, src, at)
 	if err != nil {
 		return nil, err
 	}
@@ -110,22 +102,6 @@ func (st *orgState) apply(c OrgChange) Outcome {
 		return st.prune(c.UserID, c.Keep, c.Before)
 	}
 	return Unchanged
-}
-
-// orderVerdict is rule 1 (and the finality of tombstones) for a row with
-// clerk_updated_at rowAt: "" when a snapshot at snapAt must be applied.
-func orderVerdict(exists, deleted bool, rowAt, snapAt int64) Outcome {
-	switch {
-	case !exists:
-		return ""
-	case deleted:
-		return Gone
-	case snapAt == rowAt:
-		return Unchanged
-	case snapAt < rowAt:
-		return Stale
-	}
-	return ""
 }
 
 // applyOrg is rule 8 for a snapshot: newest wins, tombstones are final,
@@ -326,12 +302,11 @@ func keysOf(changes []OrgChange) orgKeys {
 }
 
 // lockOrgKeys takes the Postgres transaction-scoped advisory locks on the
-// organizations and users the changes touch, in a stable order.
-func lockOrgKeys(tx *gorm.DB, changes []OrgChange) error {
+// organizations and users the changes touch (k), in a stable order.
+func lockOrgKeys(tx *gorm.DB, k orgKeys) error {
 	if DialectOf(tx) != Postgres {
 		return nil
 	}
-	k := keysOf(changes)
 	set := map[string]bool{}
 	for _, id := range k.orgs {
 		set["org:"+id] = true
@@ -362,11 +337,10 @@ const (
 	memColumns = "id, organization_id, user_id, role, clerk_created_at, clerk_updated_at, created_at, updated_at, deleted_at, sync_source"
 )
 
-// loadOrgState reads the organizations the changes name, every membership
-// of their users (rule 10 and pruning) and of organizations being deleted
-// (the cascade), and which of their users are tombstones.
-func loadOrgState(tx *gorm.DB, changes []OrgChange, src Source, at time.Time) (*orgState, error) {
-	k := keysOf(changes)
+// loadOrgState reads the organizations the changes name (k), every
+// membership of their users (rule 10 and pruning) and of organizations being
+// deleted (the cascade), and which of their users are tombstones.
+func loadOrgState(tx *gorm.DB, k orgKeys, src Source, at time.Time) (*orgState, error) {
 	st := &orgState{src: src, at: at, orgs: map[string]*orgRow{}, mems: map[string]*memRow{},
 		byUser: map[string][]*memRow{}, deadUsers: map[string]bool{}}
 	var orgs []Organization

@@ -11,8 +11,8 @@ import (
 	"gorm.io/gorm"
 )
 
-// The statements of the write path (apply.go), built once as text and run
-// through GORM's connection (the transaction's *sql.Tx), without GORM's
+// The statements of the write path (apply.go), built once as text and sent
+// in rounds (round.go) on the transaction's connection, without GORM's
 // reflection. On Postgres each takes arrays, so its text is the same for any
 // batch, and the pool's mode decides how it is sent: prepared once per
 // connection when direct, unnamed through a transaction-mode pooler (see
@@ -171,7 +171,10 @@ func readKeys(changes []Change) (ids, emails []string) {
 	emails = make([]string, 0, len(changes))
 	for _, c := range changes {
 		ids = append(ids, c.Snapshot.ID)
-		if e := c.Snapshot.normalized().Email; e != nil && !c.Delete {
+		if c.Delete {
+			continue // a deletion holds no email
+		}
+		if e := c.Snapshot.normalized().Email; e != nil {
 			emails = append(emails, *e)
 		}
 	}

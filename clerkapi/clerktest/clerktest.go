@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -141,13 +140,18 @@ func (f *Fake) PutUser(u map[string]any) {
 	if err != nil {
 		panic(err)
 	}
-	id := u["id"].(string)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.users[id]; !ok {
-		f.order = append(f.order, id)
+	put(f.users, &f.order, u["id"].(string), b)
+}
+
+// put stores v under id, keeping order as the order ids were first stored
+// in (listings answer in it, as Clerk's do).
+func put[T any](m map[string]T, order *[]string, id string, v T) {
+	if _, ok := m[id]; !ok {
+		*order = append(*order, id)
 	}
-	f.users[id] = b
+	m[id] = v
 }
 
 // DeleteUser removes a user, as deleting it in Clerk would.
@@ -157,8 +161,8 @@ func (f *Fake) DeleteUser(id string) {
 	delete(f.users, id)
 }
 
-// HideFromList keeps a user out of listings while GET /v1/users/{id} still
-// finds it: a user created after a listing passed its place.
+// HideFromList keeps a user or an organization out of listings while a GET
+// of its id still finds it: one created after a listing passed its place.
 func (f *Fake) HideFromList(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -276,15 +280,8 @@ func (f *Fake) serveUser(w http.ResponseWriter, id string) {
 // serveList answers GET /v1/users?limit=&offset= with a JSON array in
 // creation order, as Clerk does (order_by=created_at).
 func (f *Fake) serveList(w http.ResponseWriter, r *http.Request) {
-	limit, offset := 10, 0
-	if v, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil {
-		limit = v
-	}
-	if v, err := strconv.Atoi(r.URL.Query().Get("offset")); err == nil {
-		offset = v
-	}
-	if limit < 1 || limit > 500 {
-		writeError(w, http.StatusUnprocessableEntity, "form_param_value_invalid", "limit must be between 1 and 500")
+	limit, offset, ok := paging(w, r)
+	if !ok {
 		return
 	}
 	f.mu.Lock()

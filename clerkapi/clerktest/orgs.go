@@ -9,13 +9,9 @@ import (
 // PutOrganization stores a Clerk organization object (as Organization
 // builds it, or any JSON object with an id).
 func (f *Fake) PutOrganization(o map[string]any) {
-	id := o["id"].(string)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.orgs[id]; !ok {
-		f.orgOrder = append(f.orgOrder, id)
-	}
-	f.orgs[id] = o
+	put(f.orgs, &f.orgOrder, o["id"].(string), o)
 }
 
 // DeleteOrganization removes an organization and its memberships, as
@@ -34,13 +30,9 @@ func (f *Fake) DeleteOrganization(id string) {
 // PutMembership stores a membership built by Membership; listings answer
 // it with its organization's current object embedded, as Clerk does.
 func (f *Fake) PutMembership(m map[string]any) {
-	id := m["id"].(string)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.mems[id]; !ok {
-		f.memOrder = append(f.memOrder, id)
-	}
-	f.mems[id] = m
+	put(f.mems, &f.memOrder, m["id"].(string), m)
 }
 
 // DeleteMembership removes a membership.
@@ -107,7 +99,7 @@ func (f *Fake) serveOrgs(w http.ResponseWriter, r *http.Request, op, path string
 	switch op {
 	case OpListOrganizations:
 		for _, id := range f.orgOrder {
-			if o, ok := f.orgs[id]; ok {
+			if o, ok := f.orgs[id]; ok && !f.hidden[id] {
 				items = append(items, o)
 			}
 		}

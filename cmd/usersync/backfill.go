@@ -78,7 +78,7 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	if sum.Errors > 0 {
 		return fmt.Errorf("backfill: %d users failed", sum.Errors)
 	}
-	if n := sum.Failed(); n > 0 {
+	if n := sum.Organizations.Errors + sum.Memberships.Errors; n > 0 {
 		return fmt.Errorf("backfill: %d organizations or memberships failed", n)
 	}
 	return nil
