@@ -25,10 +25,12 @@ import (
 // users and the live holders of its emails), decide every change in Go
 // against that state, then write the end state with at most three set-based
 // statements (the addresses given up, then one upsert per tier form) whose
-// SQL is built once (sql.go). The write statements repeat
-// the ordering and tombstone guards and report the rows they wrote, so a
+// SQL is built once (sql.go). The write statements repeat the ordering and
+// tombstone guards and fail unless they wrote every row as decided, so a
 // row another transaction changed after the read is detected, and the
-// transaction runs again (inTx), then reading under row locks.
+// transaction runs again (inTx), then reading under row locks. On Postgres
+// the writes go in the COMMIT's round trip (sendAtCommit, round.go): a
+// webhook batch costs two round trips.
 //
 // Organizations and memberships (contract §7) have their own read, decide
 // and write steps in orgapply.go, reached through the same batches:
@@ -147,7 +149,7 @@ func applyChanges(tx *gorm.DB, changes []Change, src Source, at time.Time, lock 
 // that raced the first deletion is caught by the redelivery.
 func (st *state) apply(tx *gorm.DB, changes []Change, src Source, at time.Time) ([]Outcome, error) {
 	outcomes := st.decide(changes, src, at)
-	if err := st.write(tx, at, outcomes); err != nil {
+	if err := st.write(tx, at); err != nil {
 		return nil, err
 	}
 	for _, c := range changes {
@@ -307,8 +309,9 @@ func (st *state) tombstone(u *userState, src Source, at time.Time) Outcome {
 
 // write makes the table match the decided state: first the addresses live
 // rows give up (so no moment has two live rows with one email), then every
-// row that changed, with one upsert per tier form (rule 4).
-func (st *state) write(tx *gorm.DB, at time.Time, outcomes []Outcome) error {
+// row that changed, with one upsert per tier form (rule 4). The writes go
+// with the transaction's COMMIT, or with its next statement.
+func (st *state) write(tx *gorm.DB, at time.Time) error {
 	var release []*userState
 	var rows [2][]*userState // without a tier named, with one
 	for _, id := range st.order {
@@ -328,9 +331,9 @@ func (st *state) write(tx *gorm.DB, at time.Time, outcomes []Outcome) error {
 	dialect := DialectOf(tx)
 	releaseEmails(&write, dialect, release, at)
 	for g, group := range rows {
-		upsertUsers(&write, dialect, group, g == 1, outcomes)
+		upsertUsers(&write, dialect, group, g == 1)
 	}
-	return write.send(tx)
+	return write.sendAtCommit(tx)
 }
 
 func sameEmail(a, b *string) bool {

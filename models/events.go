@@ -296,7 +296,7 @@ func fixOutcomes(tx *gorm.DB, evs []Event, todo []int, res []EventResult) error 
 	}
 	dialect := DialectOf(tx)
 	fix := round{{name: "record outcomes", sql: staleSQL[dialect], args: []any{listArg(dialect, stale)}, lookup: true}}
-	return fix.send(tx)
+	return fix.sendAtCommit(tx)
 }
 
 // staleSQL marks the svix ids given as stale.

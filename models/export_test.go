@@ -20,6 +20,18 @@ var RunPgTx = runPgTx
 // rows, every column read as text. A query marked in lookup is planned
 // with its values, as the write path's reads are.
 func SendRound(tx *gorm.DB, lookup map[int]bool, queries ...string) ([][]string, error) {
+	r, out := textRound(lookup, queries)
+	return out, r.send(tx)
+}
+
+// SendRoundAtCommit queues the queries to go with tx's COMMIT; their rows
+// are in *out once it has committed.
+func SendRoundAtCommit(tx *gorm.DB, queries ...string) (out *[][]string, err error) {
+	r, rows := textRound(nil, queries)
+	return &rows, r.sendAtCommit(tx)
+}
+
+func textRound(lookup map[int]bool, queries []string) (round, [][]string) {
 	out := make([][]string, len(queries))
 	var r round
 	for i, q := range queries {
@@ -38,5 +50,5 @@ func SendRound(tx *gorm.DB, lookup map[int]bool, queries ...string) ([][]string,
 			return nil
 		}})
 	}
-	return out, r.send(tx)
+	return r, out
 }

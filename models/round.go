@@ -15,10 +15,10 @@ import (
 // A round is statements sent to the database together: the write path's,
 // and the reads of login-time syncs. On Postgres a round is one round trip:
 // a pgx batch on the transaction's connection, which also carries the
-// transaction's BEGIN when it is the first round. A webhook batch then
-// costs three round trips (record the events and read their users; write
-// the users; commit) instead of five. Elsewhere (SQLite) the statements run
-// one after another.
+// transaction's BEGIN when it is the first round, and its COMMIT when the
+// round is sent at commit (sendAtCommit). A webhook batch then costs two
+// round trips: BEGIN, record the events and read their users; write the
+// users and COMMIT. Elsewhere (SQLite) the statements run one after another.
 type round []statement
 
 // statement is one statement of a round and what reads its rows.
@@ -48,11 +48,7 @@ func (r round) send(tx *gorm.DB) error {
 		return nil
 	}
 	if t, ok := tx.Statement.ConnPool.(*pgTx); ok {
-		i, err := t.send(tx.Statement.Context, r)
-		if err != nil {
-			return fmt.Errorf("%s: %w", r[i].name, translate(tx, err))
-		}
-		return nil
+		return t.send(tx.Statement.Context, r, false)
 	}
 	for _, s := range r {
 		if err := runStatement(tx, s); err != nil {
@@ -60,6 +56,20 @@ func (r round) send(tx *gorm.DB) error {
 		}
 	}
 	return nil
+}
+
+// sendAtCommit is send for writes whose answers nothing else in the
+// transaction waits on. On Postgres they wait and go in the round trip of
+// the transaction's COMMIT, or of its next statement if one comes first;
+// their read functions run then. So a write that must stop the commit has
+// to fail in SQL, not only in its read function (usersync_written, in
+// sql.go). Elsewhere the round is sent now.
+func (r round) sendAtCommit(tx *gorm.DB) error {
+	if t, ok := tx.Statement.ConnPool.(*pgTx); ok {
+		t.atCommit = append(t.atCommit, r...)
+		return nil
+	}
+	return r.send(tx)
 }
 
 func runStatement(tx *gorm.DB, s statement) error {
@@ -101,11 +111,10 @@ const (
 // in it too; the first of those, if it comes before any round, sends BEGIN
 // on its own.
 type pgTx struct {
-	conn  *sql.Conn
-	begun bool // BEGIN has been sent, COMMIT not yet
-	// commitWithRound ends the transaction in the same batch as its round
-	// (readRound: reads that need no check before committing).
-	commitWithRound bool
+	db       *gorm.DB // for translating errors
+	conn     *sql.Conn
+	begun    bool  // BEGIN has been sent, COMMIT not yet
+	atCommit round // statements waiting to go with the COMMIT (sendAtCommit)
 }
 
 // runPgTx runs fn in a pgTx on a connection of db's pool and commits if fn
@@ -131,41 +140,60 @@ func runPgTx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) (ok b
 	}); err != nil {
 		return false, nil
 	}
-	t := &pgTx{conn: conn}
+	t := &pgTx{db: db, conn: conn}
 	tx := db.Session(&gorm.Session{NewDB: true, Context: ctx})
 	tx.Statement.ConnPool = t
 	if err := fn(tx); err != nil {
 		t.rollback(ctx)
 		return true, err
 	}
-	return true, translate(db, t.commit(ctx))
+	if err := t.commit(ctx); err != nil {
+		t.rollback(ctx)
+		return true, err
+	}
+	return true, nil
 }
 
-// commit commits, and fails if Postgres rolled back instead (a statement
-// of the transaction had failed).
+// commit commits, with the statements waiting for it in the same round
+// trip, and fails if Postgres rolled back instead (a statement of the
+// transaction had failed).
 func (t *pgTx) commit(ctx context.Context) error {
+	if len(t.atCommit) > 0 {
+		return t.send(ctx, nil, true)
+	}
 	if !t.begun {
 		return nil // nothing ran
 	}
-	return t.conn.Raw(func(dc any) error {
+	err := t.conn.Raw(func(dc any) error {
 		return committed(dc.(*stdlib.Conn).Conn().Exec(ctx, "commit"))
 	})
+	if err != nil {
+		return fmt.Errorf("commit: %w", translate(t.db, err))
+	}
+	t.begun = false
+	return nil
 }
 
 var errNotPgx = errors.New("not a pgx connection")
 
-// send runs a round as one pgx batch, BEGIN first if the transaction has
-// not begun, and returns the index of the statement that failed. The
-// batch's statements are prepared once per connection (or sent unnamed
-// through a pooler), as the pool's mode says.
-func (t *pgTx) send(ctx context.Context, r round) (failed int, err error) {
-	err = t.conn.Raw(func(dc any) error {
+// send runs the statements waiting for the commit and then r as one pgx
+// batch, BEGIN first if the transaction has not begun and COMMIT last when
+// commit is set. The batch's statements are prepared once per connection
+// (or sent unnamed through a pooler), as the pool's mode says.
+func (t *pgTx) send(ctx context.Context, r round, commit bool) error {
+	all := r
+	if len(t.atCommit) > 0 {
+		all = append(t.atCommit, r...)
+		t.atCommit = nil
+	}
+	var failed string
+	err := t.conn.Raw(func(dc any) error {
 		conn := dc.(*stdlib.Conn).Conn()
 		b := &pgx.Batch{}
 		if !t.begun {
 			b.Queue("begin")
 		}
-		for _, s := range r {
+		for _, s := range all {
 			if s.lookup {
 				b.Queue(customPlans)
 			}
@@ -174,31 +202,36 @@ func (t *pgTx) send(ctx context.Context, r round) (failed int, err error) {
 				b.Queue(defaultPlans)
 			}
 		}
-		if t.commitWithRound {
+		if commit {
 			b.Queue("commit")
 		}
 		res := conn.SendBatch(ctx, b)
 		var err error
-		failed, err = t.readBatch(res, r)
+		failed, err = t.readBatch(res, all, commit)
 		if closeErr := res.Close(); err == nil {
 			err = closeErr
 		}
 		return err
 	})
-	return failed, err
+	if err != nil {
+		return fmt.Errorf("%s: %w", failed, translate(t.db, err))
+	}
+	return nil
 }
 
-func (t *pgTx) readBatch(res pgx.BatchResults, r round) (int, error) {
+// readBatch reads a batch's results in order and names the statement that
+// failed.
+func (t *pgTx) readBatch(res pgx.BatchResults, r round, commit bool) (string, error) {
 	if !t.begun {
 		if _, err := res.Exec(); err != nil {
-			return 0, err
+			return "begin", err
 		}
 		t.begun = true
 	}
-	for i, s := range r {
+	for _, s := range r {
 		if s.lookup {
 			if _, err := res.Exec(); err != nil {
-				return i, err
+				return s.name, err
 			}
 		}
 		rs, err := res.Query()
@@ -207,28 +240,28 @@ func (t *pgTx) readBatch(res pgx.BatchResults, r round) (int, error) {
 		}
 		rs.Close()
 		if err != nil {
-			return i, err
+			return s.name, err
 		}
 		if s.lookup {
 			if _, err := res.Exec(); err != nil {
-				return i, err
+				return s.name, err
 			}
 		}
 	}
-	if t.commitWithRound {
+	if commit {
 		if err := committed(res.Exec()); err != nil {
-			return len(r) - 1, err
+			return "commit", err
 		}
 		t.begun = false
 	}
-	return len(r) - 1, nil
+	return "", nil
 }
 
 // committed checks a COMMIT's answer: Postgres answers ROLLBACK, without an
 // error, when a statement of the transaction had failed.
 func committed(tag pgconn.CommandTag, err error) error {
 	if err == nil && tag.String() != "COMMIT" {
-		err = fmt.Errorf("commit: %s", tag)
+		err = fmt.Errorf("answered %s", tag)
 	}
 	return err
 }
@@ -237,10 +270,7 @@ func committed(tag pgconn.CommandTag, err error) error {
 // Postgres in one round trip, BEGIN and COMMIT included, so its lookups can
 // be planned with their values (SET LOCAL); elsewhere one after another.
 func readRound(ctx context.Context, db *gorm.DB, r round) error {
-	ok, err := runPgTx(ctx, db, func(tx *gorm.DB) error {
-		tx.Statement.ConnPool.(*pgTx).commitWithRound = true
-		return r.send(tx)
-	})
+	ok, err := runPgTx(ctx, db, r.sendAtCommit)
 	if ok {
 		return err
 	}
@@ -255,8 +285,13 @@ func (t *pgTx) rollback(ctx context.Context) {
 	}
 }
 
-// begin sends BEGIN on its own, for a statement that is not in a round.
+// begin readies the transaction for a statement that is not in a round:
+// it sends BEGIN, and the statements waiting for the commit, which come
+// before it.
 func (t *pgTx) begin(ctx context.Context) error {
+	if len(t.atCommit) > 0 {
+		return t.send(ctx, nil, false)
+	}
 	if t.begun {
 		return nil
 	}

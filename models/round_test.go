@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/usersync/usersync/models"
@@ -37,18 +38,17 @@ func TestPgTxCommitsAllOrNothing(t *testing.T) {
 			name    string
 			fn      func(tx *gorm.DB) error
 			wantErr string // "" for none
-			kept    bool   // the event row is committed
 		}{
 			{"round then commit", func(tx *gorm.DB) error {
 				_, err := models.SendRound(tx, nil, insertEvent("commit"))
 				return err
-			}, "", true},
+			}, ""},
 			{"round then failure", func(tx *gorm.DB) error {
 				if _, err := models.SendRound(tx, nil, insertEvent("fail")); err != nil {
 					return err
 				}
 				return boom
-			}, "boom", false},
+			}, "boom"},
 			// A failed statement aborts the transaction even if the error
 			// were ignored: the commit then reports Postgres' rollback.
 			{"failed statement ignored", func(tx *gorm.DB) error {
@@ -57,7 +57,35 @@ func TestPgTxCommitsAllOrNothing(t *testing.T) {
 					t.Errorf("round error = %v, want query 1's division by zero", err)
 				}
 				return nil
-			}, "commit: ROLLBACK", false},
+			}, "commit: answered ROLLBACK"},
+			// Statements sent at commit go in the COMMIT's round trip.
+			{"round at commit", func(tx *gorm.DB) error {
+				_, err := models.SendRoundAtCommit(tx, insertEvent("at_commit"))
+				return err
+			}, ""},
+			// A failed write check (usersync_written, migration 0003) in the
+			// COMMIT's round trip keeps the COMMIT from committing, and is
+			// the serialization failure the write path retries.
+			{"round at commit, check fails", func(tx *gorm.DB) error {
+				_, err := models.SendRoundAtCommit(tx, insertEvent("checked"),
+					"SELECT usersync_written(1, 2, 'written')::text")
+				return err
+			}, "usersync: 1 of 2 rows written"},
+			// A statement not sent at commit takes the waiting ones along
+			// first, in order.
+			{"round at commit, then a round and a failure", func(tx *gorm.DB) error {
+				if _, err := models.SendRoundAtCommit(tx, insertEvent("waiting")); err != nil {
+					return err
+				}
+				got, err := models.SendRound(tx, nil, `SELECT svix_id FROM webhook_events WHERE svix_id = 'waiting'`)
+				if err == nil && len(got[0]) != 1 {
+					t.Errorf("the statement waiting for the commit had not run before the next round: %v", got)
+				}
+				if err != nil {
+					return err
+				}
+				return boom
+			}, "boom"},
 			{"GORM statement first, then failure", func(tx *gorm.DB) error {
 				if err := tx.Exec(strings.TrimSuffix(insertEvent("gorm"), " RETURNING svix_id")).Error; err != nil {
 					return err
@@ -66,19 +94,23 @@ func TestPgTxCommitsAllOrNothing(t *testing.T) {
 					return err
 				}
 				return boom
-			}, "boom", false},
+			}, "boom"},
 		}
 		for _, c := range cases {
 			err := run(c.fn)
 			if (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
 				t.Errorf("%s: err = %v, want %q", c.name, err, c.wantErr)
 			}
+			var pgErr *pgconn.PgError
+			if strings.Contains(c.wantErr, "usersync:") && (!errors.As(err, &pgErr) || pgErr.Code != "40001") {
+				t.Errorf("%s: err = %v, want SQLSTATE 40001 (serialization_failure)", c.name, err)
+			}
 		}
 		var ids []string
 		if err := db.Model(&models.WebhookEvent{}).Order("svix_id").Pluck("svix_id", &ids).Error; err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff([]string{"commit"}, ids); diff != "" {
+		if diff := cmp.Diff([]string{"at_commit", "commit"}, ids); diff != "" {
 			t.Errorf("committed events (-want +got):\n%s", diff)
 		}
 		// No connection of the database was left inside a transaction.

@@ -60,12 +60,16 @@ var readSQL = map[Dialect]string{
 }
 
 // releaseSQL takes the email away from live rows (rule 3), each only if its
-// clerk_updated_at is still the one read.
+// clerk_updated_at is still the one read. On Postgres usersync_written
+// (migration 0003) fails the statement, and so the COMMIT sent after it,
+// unless it released every one; SQLite returns the rows it released.
 var releaseSQL = map[Dialect]string{
-	Postgres: `UPDATE users AS u SET email = NULL, email_verified = false, updated_at = $3
-		FROM unnest($1::text[], $2::bigint[]) AS r(id, clerk_updated_at)
-		WHERE u.id = r.id AND u.clerk_updated_at = r.clerk_updated_at AND u.deleted_at IS NULL
-		RETURNING u.id`,
+	Postgres: `WITH released AS (
+			UPDATE users AS u SET email = NULL, email_verified = false, updated_at = $3
+			FROM unnest($1::text[], $2::bigint[]) AS r(id, clerk_updated_at)
+			WHERE u.id = r.id AND u.clerk_updated_at = r.clerk_updated_at AND u.deleted_at IS NULL
+			RETURNING u.id)
+		SELECT usersync_written(count(*), cardinality($1::text[]), 'released') FROM released`,
 	// One writer at a time (BEGIN IMMEDIATE): nothing changed since the read.
 	SQLite: `UPDATE users SET email = NULL, email_verified = false, updated_at = ?2
 		WHERE id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NULL
@@ -93,11 +97,14 @@ func upsertSet(withTier bool, greatest string) string {
 }
 
 // pgUpsertSQL writes rows passed as one array per column; $13 is the row
-// time, $14 the source. RETURNING tells inserted rows from updated ones.
+// time, $14 the source, $15 how many rows it inserts (the others exist). As
+// releaseSQL, it fails unless it wrote every row, and inserted those it
+// was meant to: a row another transaction inserted after the read is a
+// lost race too, so the change that meant to create it is decided again.
 var pgUpsertSQL = [2]string{pgUpsert(false), pgUpsert(true)}
 
 func pgUpsert(withTier bool) string {
-	return `INSERT INTO users (` + userColumns + `)
+	return `WITH written AS (INSERT INTO users (` + userColumns + `)
 		SELECT r.id, r.email, r.first_name, r.last_name, r.image_url, r.username, r.phone_number, r.tier,
 			r.clerk_updated_at, $13, $13, CASE WHEN r.deleted THEN $13::timestamptz END, $14,
 			r.email_verified, r.raw_json::jsonb, CASE WHEN NOT r.deleted THEN $13::timestamptz END
@@ -106,7 +113,10 @@ func pgUpsert(withTier bool) string {
 			AS r(id, email, first_name, last_name, image_url, username, phone_number,
 			tier, clerk_updated_at, deleted, email_verified, raw_json)
 		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "GREATEST") + `
-		RETURNING id, (xmax = 0)`
+		RETURNING (xmax = 0) AS inserted)
+		SELECT usersync_written(count(*), cardinality($1::text[]), 'written'),
+			usersync_written(count(*) FILTER (WHERE inserted), $15, 'inserted')
+		FROM written`
 }
 
 // sqliteUpsertSQL is the SQLite upsert for n rows (the VALUES list grows
@@ -122,7 +132,7 @@ func sqliteUpsertSQL(n int, withTier bool) string {
 	row := "(" + strings.Repeat("?, ", 15) + "?)"
 	s := `INSERT INTO users (` + userColumns + `) VALUES ` + strings.Repeat(row+", ", n-1) + row + `
 		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "max") + `
-		RETURNING id, false`
+		RETURNING id`
 	sqliteUpserts.Store(key, s)
 	return s
 }
@@ -221,27 +231,35 @@ func releaseEmails(r *round, dialect Dialect, users []*userState, at time.Time) 
 	}
 	r.add(statement{
 		name: fmt.Sprintf("release %d emails", len(users)), sql: releaseSQL[dialect], args: args, lookup: true,
-		read: func(rs rows) error {
-			if countRows(rs) != len(ids) {
-				return errRaced // a row changed after the read: run the transaction again
-			}
-			return nil
-		},
+		read: checkWritten(dialect, len(ids)),
 	})
 }
 
-func countRows(rs rows) int {
-	n := 0
-	for rs.Next() {
-		n++
+// checkWritten is the read function of a write that must change want rows,
+// else the transaction lost a race and runs again. A Postgres write checks
+// itself (usersync_written); SQLite, one writer at a time, returns a row per
+// row written.
+func checkWritten(dialect Dialect, want int) func(rows) error {
+	if dialect == Postgres {
+		return nil
 	}
-	return n
+	return func(rs rows) error {
+		n := 0
+		for rs.Next() {
+			n++
+		}
+		if n != want {
+			return errRaced
+		}
+		return rs.Err()
+	}
 }
 
 // upsertUsers adds to r the write of the decided rows; the round fails
-// with errRaced unless each was written (a row another transaction changed
-// after the read is not, and the transaction then runs again to see it).
-func upsertUsers(r *round, dialect Dialect, group []*userState, withTier bool, outcomes []Outcome) {
+// with errRaced unless each was written as decided (a row another
+// transaction changed after the read is not, and the transaction then runs
+// again to see it).
+func upsertUsers(r *round, dialect Dialect, group []*userState, withTier bool) {
 	if len(group) == 0 {
 		return
 	}
@@ -254,30 +272,7 @@ func upsertUsers(r *round, dialect Dialect, group []*userState, withTier bool, o
 	}
 	r.add(statement{
 		name: fmt.Sprintf("upsert %d users", len(group)), sql: sql, args: args,
-		read: func(rs rows) error {
-			byID := make(map[string]*userState, len(group))
-			for _, u := range group {
-				byID[u.id] = u
-			}
-			written := 0
-			for rs.Next() {
-				var id string
-				var inserted bool
-				if err := rs.Scan(&id, &inserted); err != nil {
-					return err
-				}
-				written++
-				// Postgres says whether it inserted: a row another transaction
-				// inserted after the read was updated, so the change updated it.
-				if u := byID[id]; u != nil && dialect == Postgres && !inserted && u.created >= 0 {
-					outcomes[u.created] = Updated
-				}
-			}
-			if written != len(group) {
-				return errRaced
-			}
-			return nil
-		},
+		read: checkWritten(dialect, len(group)),
 	})
 }
 
@@ -291,7 +286,11 @@ func pgUpsertArgs(group []*userState) []any {
 	raw := make([]*string, n)
 	versions := make([]int64, n)
 	deleted, verified := make([]bool, n), make([]bool, n)
+	inserts := 0
 	for i, u := range group {
+		if !u.inDB {
+			inserts++
+		}
 		r := u.row
 		ids[i], tiers[i], versions[i] = r.ID, r.Tier, r.ClerkUpdatedAt
 		text[0][i], text[1][i], text[2][i] = r.Email, r.FirstName, r.LastName
@@ -299,7 +298,7 @@ func pgUpsertArgs(group []*userState) []any {
 		deleted[i], verified[i], raw[i] = r.DeletedAt != nil, r.EmailVerified, r.RawJSON
 	}
 	return []any{ids, text[0], text[1], text[2], text[3], text[4], text[5], tiers, versions, deleted, verified,
-		raw, group[0].row.UpdatedAt, string(group[0].row.SyncSource)}
+		raw, group[0].row.UpdatedAt, string(group[0].row.SyncSource), inserts}
 }
 
 func sqliteUpsertArgs(group []*userState) []any {
