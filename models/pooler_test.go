@@ -160,15 +160,31 @@ func TestCheckAccessNamesMissingGrants(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("restricted role: err = %v, want it to contain %q", err, want)
 			}
-			grants := models.RuntimeGrants(role)
-			if err := owner.Exec(grants).Error; err != nil {
+			// A database that revoked EXECUTE on functions from PUBLIC: the
+			// table grants alone are not enough, and the check says so.
+			grants := strings.Split(models.RuntimeGrants(role), "\n")
+			last := len(grants) - 1
+			stmts := append([]string{"REVOKE EXECUTE ON FUNCTION usersync_written(bigint,bigint,text) FROM PUBLIC"},
+				grants[:last]...)
+			for _, stmt := range stmts {
+				if err := owner.Exec(stmt).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			check := func() error {
+				return owner.Transaction(func(tx *gorm.DB) error {
+					tx.Exec("SET LOCAL ROLE " + role)
+					return models.CheckAccess(context.Background(), tx)
+				})
+			}
+			want = fmt.Sprintf("role %q lacks EXECUTE ON FUNCTION usersync_written(bigint,bigint,text)", role)
+			if err := check(); err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("without EXECUTE: err = %v, want it to contain %q", err, want)
+			}
+			if err := owner.Exec(grants[last]).Error; err != nil {
 				t.Fatal(err)
 			}
-			err = owner.Transaction(func(tx *gorm.DB) error {
-				tx.Exec("SET LOCAL ROLE " + role)
-				return models.CheckAccess(context.Background(), tx)
-			})
-			if err != nil {
+			if err := check(); err != nil {
 				t.Errorf("after the documented grants: %v", err)
 			}
 		})
