@@ -175,7 +175,7 @@ func detectPooler(ctx context.Context, cfg *pgx.ConnConfig) (bool, error) {
 }
 
 // MinServerVersion is the oldest Postgres usersync runs on (server_version_num):
-// 12 brought plan_cache_mode, which the write path sets around its lookups.
+// 12 brought plan_cache_mode, which the write path's transactions set (planSettings).
 const MinServerVersion = 120000
 
 func checkServerVersion(num int) error {

@@ -295,7 +295,7 @@ func fixOutcomes(tx *gorm.DB, evs []Event, todo []int, res []EventResult) error 
 		return nil
 	}
 	dialect := DialectOf(tx)
-	fix := round{{name: "record outcomes", sql: staleSQL[dialect], args: []any{listArg(dialect, stale)}, lookup: true}}
+	fix := round{{name: "record outcomes", sql: staleSQL[dialect], args: []any{listArg(dialect, stale)}}}
 	return fix.sendAtCommit(tx)
 }
 

@@ -78,7 +78,7 @@ func FindProfiles(ctx context.Context, db *gorm.DB, ids []string) (map[string]Pr
 	var r round
 	r.add(statement{
 		name: fmt.Sprintf("find %d users", len(ids)), sql: findProfilesSQL[dialect],
-		args: []any{listArg(dialect, ids)}, lookup: true,
+		args: []any{listArg(dialect, ids)},
 		read: func(rs rows) error {
 			for rs.Next() {
 				u, err := scanUser(rs.Scan)

@@ -126,9 +126,8 @@ func FindUserOrganizations(ctx context.Context, db *gorm.DB, userID string) ([]U
 
 // membershipsOfSQL reads the live memberships of many users, each user's
 // in the order they were created; liveOrgsSQL the live organizations among
-// some ids. Two single-table reads cost Postgres less planning than their
-// join (the reads are planned with their values, see planLookupsEachTime),
-// and the second is skipped when nobody is a member of anything.
+// some ids. Two single-table reads, so the second is skipped when nobody
+// is a member of anything.
 var (
 	membershipsOfSQL = map[Dialect]string{
 		Postgres: `SELECT user_id, organization_id, role FROM organization_memberships
@@ -153,7 +152,7 @@ func readMemberships(r *round, dialect Dialect, userIDs []string) *[]membershipO
 	var ms []membershipOf
 	r.add(statement{
 		name: fmt.Sprintf("find memberships of %d users", len(userIDs)), sql: membershipsOfSQL[dialect],
-		args: []any{listArg(dialect, userIDs)}, lookup: true,
+		args: []any{listArg(dialect, userIDs)},
 		read: func(rs rows) error {
 			for rs.Next() {
 				var m membershipOf
@@ -184,7 +183,7 @@ func organizationsOf(ctx context.Context, db *gorm.DB, ms []membershipOf) (map[s
 	dialect := DialectOf(db)
 	r.add(statement{
 		name: fmt.Sprintf("find %d organizations", len(ids)), sql: liveOrgsSQL[dialect],
-		args: []any{listArg(dialect, ids)}, lookup: true,
+		args: []any{listArg(dialect, ids)},
 		read: func(rs rows) error {
 			for rs.Next() {
 				var o UserOrganization

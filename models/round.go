@@ -26,10 +26,7 @@ type statement struct {
 	name string // what it does, for errors: "read 12 users"
 	sql  string
 	args []any
-	// lookup marks a statement that finds rows by id or email: it is
-	// planned with its values each time (see planLookupsEachTime in sql.go).
-	lookup bool
-	read   func(rows) error // nil: the rows are not needed
+	read func(rows) error // nil: the rows are not needed
 }
 
 // rows are a statement's results: *sql.Rows and pgx.Rows both are.
@@ -73,11 +70,7 @@ func (r round) sendAtCommit(tx *gorm.DB) error {
 }
 
 func runStatement(tx *gorm.DB, s statement) error {
-	args := s.args
-	if s.lookup {
-		args = lookupArgs(DialectOf(tx), args...)
-	}
-	rs, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, s.sql, args...)
+	rs, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, s.sql, s.args...)
 	if err != nil {
 		return err
 	}
@@ -97,13 +90,19 @@ func readAll(rs rows, read func(rows) error) error {
 	return rs.Err()
 }
 
-// Within a batch pgx sends every statement in the connection's mode, so a
-// lookup is planned with its values by switching the plan cache to custom
-// plans around it, for this transaction only.
-const (
-	customPlans  = "SET LOCAL plan_cache_mode = force_custom_plan"
-	defaultPlans = "SET LOCAL plan_cache_mode TO DEFAULT"
-)
+// planSettings follow every BEGIN of a pgTx, for that transaction only. Its
+// statements find rows by id or email, and on a direct connection pgx
+// prepares them once per connection, so Postgres can plan each once and
+// keep the plan: planning the batch's read with its values took more of the
+// server's time than running it. A plan made once must not depend on the
+// table's size at that moment: made while the table was small (a fresh
+// install, the start of a backfill) it would be a sequential scan, kept
+// until the next ANALYZE while the table grows. With sequential scans off it
+// is an index scan whatever the size, and it is made generic at the first
+// execution rather than after five plans with values. Through a pooler the
+// statements are unnamed and planned each time, with the same result.
+const planSettings = `SELECT set_config('enable_seqscan', 'off', true),
+	set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // pgTx is a Postgres transaction on one connection of GORM's pool, begun by
 // its first round rather than by a round trip of its own. It is a
@@ -192,15 +191,10 @@ func (t *pgTx) send(ctx context.Context, r round, commit bool) error {
 		b := &pgx.Batch{}
 		if !t.begun {
 			b.Queue("begin")
+			b.Queue(planSettings)
 		}
 		for _, s := range all {
-			if s.lookup {
-				b.Queue(customPlans)
-			}
 			b.Queue(s.sql, s.args...)
-			if s.lookup {
-				b.Queue(defaultPlans)
-			}
 		}
 		if commit {
 			b.Queue("commit")
@@ -223,17 +217,14 @@ func (t *pgTx) send(ctx context.Context, r round, commit bool) error {
 // failed.
 func (t *pgTx) readBatch(res pgx.BatchResults, r round, commit bool) (string, error) {
 	if !t.begun {
-		if _, err := res.Exec(); err != nil {
-			return "begin", err
+		for range 2 { // BEGIN, planSettings
+			if _, err := res.Exec(); err != nil {
+				return "begin", err
+			}
 		}
 		t.begun = true
 	}
 	for _, s := range r {
-		if s.lookup {
-			if _, err := res.Exec(); err != nil {
-				return s.name, err
-			}
-		}
 		rs, err := res.Query()
 		if err == nil {
 			err = readAll(rs, s.read)
@@ -241,11 +232,6 @@ func (t *pgTx) readBatch(res pgx.BatchResults, r round, commit bool) (string, er
 		rs.Close()
 		if err != nil {
 			return s.name, err
-		}
-		if s.lookup {
-			if _, err := res.Exec(); err != nil {
-				return s.name, err
-			}
 		}
 	}
 	if commit {
@@ -267,8 +253,8 @@ func committed(tag pgconn.CommandTag, err error) error {
 }
 
 // readRound runs a round of reads outside the caller's transactions: on
-// Postgres in one round trip, BEGIN and COMMIT included, so its lookups can
-// be planned with their values (SET LOCAL); elsewhere one after another.
+// Postgres in one round trip, BEGIN (and planSettings) and COMMIT included;
+// elsewhere one after another.
 func readRound(ctx context.Context, db *gorm.DB, r round) error {
 	ok, err := runPgTx(ctx, db, r.sendAtCommit)
 	if ok {
@@ -295,7 +281,9 @@ func (t *pgTx) begin(ctx context.Context) error {
 	if t.begun {
 		return nil
 	}
-	if _, err := t.conn.ExecContext(ctx, "begin"); err != nil {
+	// Without arguments pgx sends this in the simple protocol, which takes
+	// the two statements in one round trip.
+	if _, err := t.conn.ExecContext(ctx, "begin; "+planSettings); err != nil {
 		return err
 	}
 	t.begun = true

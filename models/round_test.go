@@ -40,11 +40,11 @@ func TestPgTxCommitsAllOrNothing(t *testing.T) {
 			wantErr string // "" for none
 		}{
 			{"round then commit", func(tx *gorm.DB) error {
-				_, err := models.SendRound(tx, nil, insertEvent("commit"))
+				_, err := models.SendRound(tx, insertEvent("commit"))
 				return err
 			}, ""},
 			{"round then failure", func(tx *gorm.DB) error {
-				if _, err := models.SendRound(tx, nil, insertEvent("fail")); err != nil {
+				if _, err := models.SendRound(tx, insertEvent("fail")); err != nil {
 					return err
 				}
 				return boom
@@ -52,7 +52,7 @@ func TestPgTxCommitsAllOrNothing(t *testing.T) {
 			// A failed statement aborts the transaction even if the error
 			// were ignored: the commit then reports Postgres' rollback.
 			{"failed statement ignored", func(tx *gorm.DB) error {
-				_, err := models.SendRound(tx, nil, insertEvent("ignored"), "SELECT (1 / 0)::text")
+				_, err := models.SendRound(tx, insertEvent("ignored"), "SELECT (1 / 0)::text")
 				if err == nil || !strings.Contains(err.Error(), "query 1: ") || !strings.Contains(err.Error(), "division by zero") {
 					t.Errorf("round error = %v, want query 1's division by zero", err)
 				}
@@ -77,7 +77,7 @@ func TestPgTxCommitsAllOrNothing(t *testing.T) {
 				if _, err := models.SendRoundAtCommit(tx, insertEvent("waiting")); err != nil {
 					return err
 				}
-				got, err := models.SendRound(tx, nil, `SELECT svix_id FROM webhook_events WHERE svix_id = 'waiting'`)
+				got, err := models.SendRound(tx, `SELECT svix_id FROM webhook_events WHERE svix_id = 'waiting'`)
 				if err == nil && len(got[0]) != 1 {
 					t.Errorf("the statement waiting for the commit had not run before the next round: %v", got)
 				}
@@ -90,7 +90,7 @@ func TestPgTxCommitsAllOrNothing(t *testing.T) {
 				if err := tx.Exec(strings.TrimSuffix(insertEvent("gorm"), " RETURNING svix_id")).Error; err != nil {
 					return err
 				}
-				if _, err := models.SendRound(tx, nil, insertEvent("gorm_round")); err != nil {
+				if _, err := models.SendRound(tx, insertEvent("gorm_round")); err != nil {
 					return err
 				}
 				return boom
@@ -126,15 +126,20 @@ func TestPgTxCommitsAllOrNothing(t *testing.T) {
 	})
 }
 
-// A lookup in a round is planned with its values (custom plans for that
-// statement only), whatever mode the connection's statements use.
-func TestRoundPlansLookupsWithTheirValues(t *testing.T) {
+// A pgTx plans with indexes and keeps its plans: the write path's read,
+// prepared while the table is empty, is planned as index scans, not as the
+// sequential scan that would stay while the table grows. Its settings hold
+// in a transaction begun by a GORM statement too.
+func TestRoundsPlanWithIndexes(t *testing.T) {
 	modelstest.EachPostgres(t, func(t *testing.T, db *gorm.DB) {
-		const mode = "SELECT current_setting('plan_cache_mode')"
+		const settings = "SELECT current_setting('enable_seqscan') || ' ' || current_setting('plan_cache_mode')"
 		var got [][]string
 		ok, err := models.RunPgTx(context.Background(), db, func(tx *gorm.DB) error {
 			var err error
-			got, err = models.SendRound(tx, map[int]bool{1: true}, mode, mode, mode)
+			got, err = models.SendRound(tx, settings,
+				"PREPARE read_users(text[], text[]) AS "+models.ReadUsersSQL,
+				"EXPLAIN EXECUTE read_users('{user_1}', '{a@example.com}')",
+				"DEALLOCATE read_users")
 			return err
 		})
 		if !ok {
@@ -143,9 +148,20 @@ func TestRoundPlansLookupsWithTheirValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := [][]string{{"auto"}, {"force_custom_plan"}, {"auto"}}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("plan_cache_mode per statement (-want +got):\n%s", diff)
+		if diff := cmp.Diff([]string{"off force_generic_plan"}, got[0]); diff != "" {
+			t.Errorf("settings (-want +got):\n%s", diff)
+		}
+		plan := strings.Join(got[2], "\n")
+		if strings.Count(plan, "Index") < 2 || strings.Contains(plan, "Seq Scan") {
+			t.Errorf("the read's plan on an empty table is not two index scans:\n%s", plan)
+		}
+
+		var viaGORM string
+		_, err = models.RunPgTx(context.Background(), db, func(tx *gorm.DB) error {
+			return tx.Raw(settings).Scan(&viaGORM).Error
+		})
+		if err != nil || viaGORM != "off force_generic_plan" {
+			t.Errorf("settings after a GORM statement's BEGIN = %q, %v", viaGORM, err)
 		}
 	})
 }
@@ -159,7 +175,7 @@ func TestSQLiteRoundsRunInGORMTransactions(t *testing.T) {
 		t.Fatalf("RunPgTx on SQLite = %v, %v; want false, nil", ok, err)
 	}
 	err = db.Transaction(func(tx *gorm.DB) error {
-		got, err := models.SendRound(tx, map[int]bool{1: true}, insertEvent("a"), insertEvent("b"))
+		got, err := models.SendRound(tx, insertEvent("a"), insertEvent("b"))
 		if diff := cmp.Diff([][]string{{"a"}, {"b"}}, got); diff != "" {
 			t.Errorf("rows (-want +got):\n%s", diff)
 		}

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 )
 
@@ -19,26 +18,8 @@ import (
 // openPostgresPool). SQLite takes JSON arrays for reads and a VALUES list,
 // cached per row count, for the upsert.
 
-// Statements that find rows by id or email (reads, and updates that join
-// on ids) are planned with their values each time: in a pgx batch by
-// switching to custom plans around them (round.go), and otherwise by
-// passing planLookupsEachTime first, which makes pgx send them unnamed.
-// Prepared and planned once, Postgres would settle on a generic plan after
-// five executions, and one made while the table was empty (a fresh install,
-// a test) is a sequential scan, kept until the next ANALYZE: each batch
-// would scan the whole table. The inserts keep their prepared statements:
-// planning them was most of what the server spent per batch, and their
-// plans do not depend on the table's size (unnest, then the primary key's
-// conflict check).
-const planLookupsEachTime = pgx.QueryExecModeCacheDescribe
-
-// lookupArgs prepends planLookupsEachTime to a Postgres lookup's arguments.
-func lookupArgs(d Dialect, args ...any) []any {
-	if d != Postgres {
-		return args
-	}
-	return append([]any{planLookupsEachTime}, args...)
-}
+// On Postgres the statements run in a transaction that plans with indexes
+// and keeps its plans (planSettings, round.go).
 
 // userColumns is the order upsert rows are written in.
 const userColumns = `id, email, first_name, last_name, image_url, username, phone_number, tier,
@@ -46,9 +27,8 @@ const userColumns = `id, email, first_name, last_name, image_url, username, phon
 
 // readSQL reads the chunk's own rows and the live rows holding its emails
 // (a row can come twice; reading it again changes nothing). On Postgres
-// the two lookups are a UNION ALL, which the planner plans in half the time
-// of the same lookups joined by OR; reads are planned on every execution
-// (see planLookupsEachTime), so that time is paid per batch.
+// the two lookups are a UNION ALL: two index scans, where the same lookups
+// joined by OR take a bitmap OR of the two indexes.
 var readSQL = map[Dialect]string{
 	Postgres: `SELECT id, email, clerk_updated_at, deleted_at IS NOT NULL FROM users WHERE id = ANY($1::text[])
 		UNION ALL
@@ -156,7 +136,7 @@ func readUsers(r *round, dialect Dialect, changes []Change, lock bool) *state {
 	}
 	st := newState(len(changes))
 	r.add(statement{
-		name: fmt.Sprintf("read %d users", len(ids)), sql: query, lookup: true,
+		name: fmt.Sprintf("read %d users", len(ids)), sql: query,
 		args: []any{listArg(dialect, ids), listArg(dialect, emails)},
 		read: func(rs rows) error {
 			for rs.Next() {
@@ -230,7 +210,7 @@ func releaseEmails(r *round, dialect Dialect, users []*userState, at time.Time) 
 		args = []any{listArg(dialect, ids), at}
 	}
 	r.add(statement{
-		name: fmt.Sprintf("release %d emails", len(users)), sql: releaseSQL[dialect], args: args, lookup: true,
+		name: fmt.Sprintf("release %d emails", len(users)), sql: releaseSQL[dialect], args: args,
 		read: checkWritten(dialect, len(ids)),
 	})
 }
