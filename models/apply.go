@@ -152,12 +152,14 @@ func (st *state) apply(tx *gorm.DB, changes []Change, src Source, at time.Time) 
 	if err := st.write(tx, at); err != nil {
 		return nil, err
 	}
+	var deleted []string
 	for _, c := range changes {
 		if c.Delete {
-			if err := tombstoneUserMemberships(tx, c.Snapshot.ID, src, at); err != nil {
-				return nil, err
-			}
+			deleted = append(deleted, c.Snapshot.ID)
 		}
+	}
+	if err := tombstoneUserMemberships(tx, deleted, src, at); err != nil {
+		return nil, err
 	}
 	return outcomes, nil
 }

@@ -449,9 +449,16 @@ func writeRows[T any](tx *gorm.DB, table string, rows []T, cols []string) error 
 }
 
 // tombstoneUserMemberships is rule 9's cascade of user.deleted, run in the
-// user's tombstone transaction.
-func tombstoneUserMemberships(tx *gorm.DB, userID string, src Source, at time.Time) error {
-	_, err := applyOrgChanges(tx, []OrgChange{{Kind: PruneMemberships, UserID: userID, Before: math.MaxInt64}}, src, at)
+// users' tombstone transaction: one read and one write for all of them.
+func tombstoneUserMemberships(tx *gorm.DB, userIDs []string, src Source, at time.Time) error {
+	if len(userIDs) == 0 {
+		return nil
+	}
+	changes := make([]OrgChange, len(userIDs))
+	for i, id := range userIDs {
+		changes[i] = OrgChange{Kind: PruneMemberships, UserID: id, Before: math.MaxInt64}
+	}
+	_, err := applyOrgChanges(tx, changes, src, at)
 	return err
 }
 

@@ -31,6 +31,18 @@ var eventSets = map[string]func(ns string) []models.Event{
 			{SvixID: "e6" + ns, Type: "user.deleted", Kind: models.EventDelete, UserID: "user_2" + ns},
 		}
 	},
+	// Two users deleted, in one batch in the odd orders: each one's
+	// memberships become tombstones, a third member's stay live.
+	"users deleted": func(ns string) []models.Event {
+		c := orgAt("org_c"+ns, "FREE")
+		return []models.Event{
+			memEvent("g1"+ns, models.EventMembershipUpsert, memSnap("orgmem_6"+ns, "org_c"+ns, "user_5"+ns, 1, 1, "org:admin"), c(1)),
+			memEvent("g2"+ns, models.EventMembershipUpsert, memSnap("orgmem_7"+ns, "org_c"+ns, "user_6"+ns, 2, 2, "org:member"), c(1)),
+			memEvent("g3"+ns, models.EventMembershipUpsert, memSnap("orgmem_8"+ns, "org_c"+ns, "user_7"+ns, 3, 3, "org:member"), c(2)),
+			{SvixID: "g4" + ns, Type: "user.deleted", Kind: models.EventDelete, UserID: "user_5" + ns},
+			{SvixID: "g5" + ns, Type: "user.deleted", Kind: models.EventDelete, UserID: "user_6" + ns},
+		}
+	},
 	// An organization deleted while memberships of it (carrying a newer
 	// organization snapshot) arrive, and the user of one of them.
 	"organization deleted": func(ns string) []models.Event {
