@@ -3,6 +3,7 @@
 # (promtool check rules) and pass their unit tests (promtool test rules).
 # promtool comes with Debian's prometheus package; it is installed when
 # missing, and its absence fails the build rather than skipping the checks.
+# It then lints a running service's /metrics with promtool check metrics.
 # (The Grafana dashboard and the rules' metric names are checked by
 # metrics.TestRulesAndDashboardUseExportedSeries in go test.)
 set -euo pipefail
@@ -18,3 +19,22 @@ echo "== promtool check rules"
 promtool check rules deploy/prometheus/usersync.rules.yml
 echo "== promtool test rules"
 (cd deploy/prometheus && promtool test rules usersync.rules.test.yml)
+
+# promtool check metrics lints what /metrics really exports (names, types,
+# help): the service runs on its embedded SQLite with a few deliveries and a
+# refused login sync behind it, so the labelled series exist.
+echo "== promtool check metrics (a running usersync's /metrics)"
+work=$(mktemp -d)
+go build -o "$work/usersync" ./cmd/usersync
+port=18191
+(cd "$work" && PORT=$port LOG_LEVEL=warn ./usersync serve 2>serve.log) &
+svc=$!
+trap 'kill $svc 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+(cd "$work" && PORT=$port ./usersync webhook send --id msg_ci_metrics >/dev/null &&
+  PORT=$port ./usersync webhook send --id msg_ci_metrics >/dev/null)
+curl -s -o /dev/null -X POST "http://127.0.0.1:$port/api/user/sync"
+curl -fs "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
+grep -q '^usersync_webhook_events_total{.*outcome="duplicate"' "$work/metrics.txt" ||
+  { echo "/metrics lacks the deliveries just made" >&2; exit 1; }
+promtool check metrics <"$work/metrics.txt"
