@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"gorm.io/gorm"
@@ -330,4 +331,50 @@ func memTable(t *testing.T, db *gorm.DB) []memView {
 			Created: m.ClerkCreatedAt, Updated: m.ClerkUpdatedAt, Deleted: m.Deleted(), HasRaw: m.RawJSON != nil})
 	}
 	return out
+}
+
+// Rule 7 for organization webhooks: a delivery that is not newer than the
+// row (older, or the same snapshot again) is answered stale and leaves the
+// rows as they were, updated_at included.
+func TestStaleOrgWebhooksWriteNothing(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		org := func(svixID string, at int64) models.Event {
+			return models.Event{SvixID: svixID, Type: "organization.updated", Kind: models.EventOrgUpsert,
+				UserID: "org_r7", Org: orgSnap("org_r7", at)}
+		}
+		mem := func(svixID string, at int64) models.Event {
+			return memEvent(svixID, models.EventMembershipUpsert,
+				memSnap("orgmem_r7", "org_r7", "user_r7", 1, at, "org:member"), orgSnap("org_r7", 10))
+		}
+		for _, ev := range []models.Event{org("r1", 10), mem("r2", 10)} {
+			if res, err := models.ProcessEvent(ctx, db, ev); err != nil || res.Outcome != models.EventApplied {
+				t.Fatalf("%s: %+v, %v", ev.SvixID, res, err)
+			}
+		}
+		var before struct{ Org, Mem time.Time }
+		read := func(into *struct{ Org, Mem time.Time }) {
+			t.Helper()
+			if err := db.Table("organizations").Where("id = ?", "org_r7").Select("updated_at").Scan(&into.Org).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Table("organization_memberships").Where("id = ?", "orgmem_r7").Select("updated_at").Scan(&into.Mem).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		read(&before)
+		time.Sleep(2 * time.Millisecond) // a write now would move updated_at
+		for _, ev := range []models.Event{org("r3", 9), org("r4", 10), mem("r5", 9), mem("r6", 10)} {
+			res, err := models.ProcessEvent(ctx, db, ev)
+			if err != nil || res.Outcome != models.EventStale {
+				t.Errorf("%s: %+v, %v; want stale", ev.SvixID, res, err)
+			}
+		}
+		var after struct{ Org, Mem time.Time }
+		read(&after)
+		if !after.Org.Equal(before.Org) || !after.Mem.Equal(before.Mem) {
+			t.Errorf("updated_at moved: organization %v → %v, membership %v → %v",
+				before.Org, after.Org, before.Mem, after.Mem)
+		}
+	})
 }
