@@ -1,13 +1,16 @@
 package clerkapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/usersync/usersync/clerkapi"
+	"github.com/usersync/usersync/clerkapi/clerktest"
 	"github.com/usersync/usersync/models"
 )
 
@@ -93,5 +96,34 @@ func checkOrg(t *testing.T, o models.OrgSnapshot) {
 		if p != nil && *p == "" {
 			t.Fatal("empty string stored instead of NULL")
 		}
+	}
+}
+
+// A user in more organizations than one page holds (Clerk's limit is 500):
+// ListUserMemberships, which the login-time sync prunes against, pages
+// through all of them, and only through that user's.
+func TestListUserMembershipsPages(t *testing.T) {
+	fake := clerktest.New(t)
+	const n = clerkapi.MaxPageSize + 7
+	for i := range n {
+		fake.PutMembership(clerktest.Membership(fmt.Sprintf("orgmem_%04d", i), fmt.Sprintf("org_%04d", i),
+			"user_many", int64(i+1), "org:member", nil))
+	}
+	fake.PutMembership(clerktest.Membership("orgmem_other", "org_0000", "user_other", 1, "org:member", nil))
+	client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, nil)
+	got, err := client.ListUserMemberships(context.Background(), "user_many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d memberships, want %d", len(got), n)
+	}
+	for i, m := range got {
+		if want := fmt.Sprintf("orgmem_%04d", i); m.ID != want || m.UserID != "user_many" {
+			t.Fatalf("membership %d = %s of %s, want %s of user_many", i, m.ID, m.UserID, want)
+		}
+	}
+	if hits := fake.Hits(clerktest.OpListUserMemberships); hits != 2 {
+		t.Errorf("%d list calls, want 2 pages", hits)
 	}
 }
