@@ -66,7 +66,7 @@ func NewClient(apiURL, secretKey string, httpClient *http.Client) *Client {
 func (c *Client) GetUser(ctx context.Context, id string) (models.Snapshot, error) {
 	u, err := c.users.Get(ctx, id)
 	if err != nil {
-		return models.Snapshot{}, classify(err, "get user")
+		return models.Snapshot{}, classify(err, "get user", ErrUserNotFound)
 	}
 	if u.Response == nil {
 		return models.Snapshot{}, fmt.Errorf("get user: %w: empty response", ErrUnavailable)
@@ -78,7 +78,7 @@ func (c *Client) GetUser(ctx context.Context, id string) (models.Snapshot, error
 func (c *Client) JWKS(ctx context.Context) (*clerk.JSONWebKeySet, error) {
 	set, err := c.jwks.Get(ctx, &jwks.GetParams{})
 	if err != nil {
-		return nil, classify(err, "get JWKS")
+		return nil, classify(err, "get JWKS", nil)
 	}
 	return set, nil
 }
@@ -114,7 +114,7 @@ func (c *Client) ListUsers(ctx context.Context, offset, limit int) (Page, error)
 	req.SetParams(params)
 	var raw rawUsers
 	if err := c.backend.Call(ctx, req, &raw); err != nil {
-		return Page{}, classify(err, "list users")
+		return Page{}, classify(err, "list users", nil)
 	}
 	page := Page{Size: len(raw.users), Snapshots: make([]models.Snapshot, 0, len(raw.users))}
 	for _, u := range raw.users {
@@ -132,7 +132,7 @@ func (c *Client) ListUsers(ctx context.Context, offset, limit int) (Page, error)
 func (c *Client) CountUsers(ctx context.Context) (int, error) {
 	n, err := c.users.Count(ctx, &user.ListParams{})
 	if err != nil {
-		return 0, classify(err, "count users")
+		return 0, classify(err, "count users", nil)
 	}
 	return int(n.TotalCount), nil
 }
@@ -154,16 +154,18 @@ type retryAfterError struct {
 func (e *retryAfterError) Error() string { return e.err.Error() }
 func (e *retryAfterError) Unwrap() error { return e.err }
 
-// classify turns an SDK error into ErrUserNotFound or ErrUnavailable. The
-// SDK returns *clerk.APIErrorResponse for Clerk's JSON errors, and a plain
-// error for transport failures and non-JSON answers (a proxy's 502 page).
-func classify(err error, op string) error {
+// classify turns an SDK error into the package's errors. A 404 means
+// notFound, the caller's "that object does not exist", when the path names
+// one (a user, an organization); elsewhere (the JWKS, a listing of
+// everything) it is a refusal like any other 4xx: the URL is wrong, and
+// asking again will not help.
+func classify(err error, op string, notFound error) error {
 	var apiErr *clerk.APIErrorResponse
 	if errors.As(err, &apiErr) {
-		switch apiErr.HTTPStatusCode {
-		case http.StatusNotFound:
-			return fmt.Errorf("%s: %w", op, ErrUserNotFound)
-		case http.StatusTooManyRequests:
+		switch {
+		case apiErr.HTTPStatusCode == http.StatusNotFound && notFound != nil:
+			return fmt.Errorf("%s: %w", op, notFound)
+		case apiErr.HTTPStatusCode == http.StatusTooManyRequests:
 			wrapped := fmt.Errorf("%s: %w", op, ErrRateLimited)
 			return &retryAfterError{err: wrapped, wait: retryAfter(apiErr.Response)}
 		}

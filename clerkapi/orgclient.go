@@ -48,7 +48,7 @@ type rawList struct {
 func (c *Client) ListOrganizations(ctx context.Context, offset, limit int) (OrgPage, error) {
 	params := &organization.ListParams{OrderBy: clerk.String("+created_at")}
 	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
-	list, err := c.list(ctx, "/organizations", params, "list organizations")
+	list, err := c.list(ctx, "/organizations", params, "list organizations", nil)
 	if err != nil {
 		return OrgPage{}, err
 	}
@@ -70,7 +70,7 @@ func (c *Client) ListOrganizations(ctx context.Context, offset, limit int) (OrgP
 func (c *Client) ListMemberships(ctx context.Context, offset, limit int) (MembershipPage, error) {
 	params := &organizationmembership.ListParams{OrderBy: clerk.String("+created_at")}
 	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
-	list, err := c.list(ctx, "/organization_memberships", params, "list memberships")
+	list, err := c.list(ctx, "/organization_memberships", params, "list memberships", nil)
 	if err != nil {
 		return MembershipPage{}, err
 	}
@@ -84,7 +84,7 @@ func (c *Client) ListUserMemberships(ctx context.Context, userID string) ([]mode
 	for offset := 0; ; {
 		params := &user.ListOrganizationMembershipsParams{}
 		params.Limit, params.Offset = clerk.Int64(MaxPageSize), clerk.Int64(int64(offset))
-		list, err := c.list(ctx, "/users/"+url.PathEscape(userID)+"/organization_memberships", params, "list user memberships")
+		list, err := c.list(ctx, "/users/"+url.PathEscape(userID)+"/organization_memberships", params, "list user memberships", ErrUserNotFound)
 		if err != nil {
 			return nil, err
 		}
@@ -106,11 +106,7 @@ func (c *Client) GetOrganization(ctx context.Context, id string) error {
 	req := clerk.NewAPIRequest(http.MethodGet, "/organizations/"+url.PathEscape(id))
 	var raw rawObject
 	if err := c.backend.Call(ctx, req, &raw); err != nil {
-		err = classify(err, "get organization")
-		if errors.Is(err, ErrUserNotFound) {
-			return fmt.Errorf("get organization: %w", ErrOrganizationNotFound)
-		}
-		return err
+		return classify(err, "get organization", ErrOrganizationNotFound)
 	}
 	return nil
 }
@@ -119,12 +115,12 @@ type rawObject struct {
 	clerk.APIResource
 }
 
-func (c *Client) list(ctx context.Context, path string, params clerk.Params, op string) (*rawList, error) {
+func (c *Client) list(ctx context.Context, path string, params clerk.Params, op string, notFound error) (*rawList, error) {
 	req := clerk.NewAPIRequest(http.MethodGet, path)
 	req.SetParams(params)
 	list := &rawList{}
 	if err := c.backend.Call(ctx, req, list); err != nil {
-		return nil, classify(err, op)
+		return nil, classify(err, op, notFound)
 	}
 	return list, nil
 }

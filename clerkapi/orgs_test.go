@@ -127,3 +127,35 @@ func TestListUserMembershipsPages(t *testing.T) {
 		t.Errorf("%d list calls, want 2 pages", hits)
 	}
 }
+
+// A 404 names what is missing only where the path names an object: a user
+// or an organization. A 404 for the JWKS or a listing means a wrong URL, a
+// refusal that asking again will not fix, never "user not found" (which
+// would turn the login-time sync's answer into 410 Gone).
+func TestNotFoundMeansWhatThePathNames(t *testing.T) {
+	fake := clerktest.New(t)
+	client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, nil)
+	ctx := context.Background()
+
+	if _, err := client.GetUser(ctx, "user_missing"); !errors.Is(err, clerkapi.ErrUserNotFound) {
+		t.Errorf("get user: %v, want ErrUserNotFound", err)
+	}
+	err := client.GetOrganization(ctx, "org_missing")
+	if !errors.Is(err, clerkapi.ErrOrganizationNotFound) || errors.Is(err, clerkapi.ErrUserNotFound) {
+		t.Errorf("get organization: %v, want ErrOrganizationNotFound only", err)
+	}
+	for _, c := range []struct {
+		op   string
+		call func() error
+	}{
+		{clerktest.OpJWKS, func() error { _, err := client.JWKS(ctx); return err }},
+		{clerktest.OpListUsers, func() error { _, err := client.ListUsers(ctx, 0, 10); return err }},
+		{clerktest.OpListOrganizations, func() error { _, err := client.ListOrganizations(ctx, 0, 10); return err }},
+	} {
+		fake.FailNext(c.op, clerktest.Failure{Status: 404})
+		err := c.call()
+		if !errors.Is(err, clerkapi.ErrRejected) || errors.Is(err, clerkapi.ErrUserNotFound) || clerkapi.Retryable(err) {
+			t.Errorf("%s answered 404: %v, want ErrRejected, not retryable", c.op, err)
+		}
+	}
+}
