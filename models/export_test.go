@@ -1,6 +1,7 @@
 package models
 
 import (
+	"context"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -31,6 +32,13 @@ func SendRound(tx *gorm.DB, queries ...string) ([][]string, error) {
 func SendRoundAtCommit(tx *gorm.DB, queries ...string) (out *[][]string, err error) {
 	r, rows := textRound(queries)
 	return &rows, r.sendAtCommit(tx)
+}
+
+// ReadRound runs the queries as readRound does (the profile reads) and
+// returns each one's rows.
+func ReadRound(ctx context.Context, db *gorm.DB, queries ...string) ([][]string, error) {
+	r, out := textRound(queries)
+	return out, readRound(ctx, db, r)
 }
 
 func textRound(queries []string) (round, [][]string) {

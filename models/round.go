@@ -114,6 +114,10 @@ type pgTx struct {
 	conn     *sql.Conn
 	begun    bool  // BEGIN has been sent, COMMIT not yet
 	atCommit round // statements waiting to go with the COMMIT (sendAtCommit)
+	// implicit is a transaction of one round with neither BEGIN nor COMMIT:
+	// Postgres runs a batch's statements in one implicit transaction, which
+	// planSettings last for (readRound).
+	implicit bool
 }
 
 // runPgTx runs fn in a pgTx on a connection of db's pool and commits if fn
@@ -189,14 +193,16 @@ func (t *pgTx) send(ctx context.Context, r round, commit bool) error {
 	err := t.conn.Raw(func(dc any) error {
 		conn := dc.(*stdlib.Conn).Conn()
 		b := &pgx.Batch{}
-		if !t.begun {
+		if !t.begun && !t.implicit {
 			b.Queue("begin")
+		}
+		if !t.begun {
 			b.Queue(planSettings)
 		}
 		for _, s := range all {
 			b.Queue(s.sql, s.args...)
 		}
-		if commit {
+		if commit && !t.implicit {
 			b.Queue("commit")
 		}
 		res := conn.SendBatch(ctx, b)
@@ -208,6 +214,9 @@ func (t *pgTx) send(ctx context.Context, r round, commit bool) error {
 		return err
 	})
 	if err != nil {
+		if failed == "" {
+			failed = "round" // the statements answered, the batch failed after them
+		}
 		return fmt.Errorf("%s: %w", failed, translate(t.db, err))
 	}
 	return nil
@@ -217,12 +226,16 @@ func (t *pgTx) send(ctx context.Context, r round, commit bool) error {
 // failed.
 func (t *pgTx) readBatch(res pgx.BatchResults, r round, commit bool) (string, error) {
 	if !t.begun {
-		for range 2 { // BEGIN, planSettings
+		head := 2 // BEGIN, planSettings
+		if t.implicit {
+			head = 1
+		}
+		for range head {
 			if _, err := res.Exec(); err != nil {
 				return "begin", err
 			}
 		}
-		t.begun = true
+		t.begun = !t.implicit
 	}
 	for _, s := range r {
 		rs, err := res.Query()
@@ -234,7 +247,7 @@ func (t *pgTx) readBatch(res pgx.BatchResults, r round, commit bool) (string, er
 			return s.name, err
 		}
 	}
-	if commit {
+	if commit && !t.implicit {
 		if err := committed(res.Exec()); err != nil {
 			return "commit", err
 		}
@@ -253,10 +266,13 @@ func committed(tag pgconn.CommandTag, err error) error {
 }
 
 // readRound runs a round of reads outside the caller's transactions: on
-// Postgres in one round trip, BEGIN (and planSettings) and COMMIT included;
-// elsewhere one after another.
+// Postgres in one round trip, after planSettings, in the implicit
+// transaction of one pgx batch; elsewhere one after another.
 func readRound(ctx context.Context, db *gorm.DB, r round) error {
-	ok, err := runPgTx(ctx, db, r.sendAtCommit)
+	ok, err := runPgTx(ctx, db, func(tx *gorm.DB) error {
+		tx.Statement.ConnPool.(*pgTx).implicit = true
+		return r.sendAtCommit(tx)
+	})
 	if ok {
 		return err
 	}

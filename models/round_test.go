@@ -163,6 +163,25 @@ func TestRoundsPlanWithIndexes(t *testing.T) {
 		if err != nil || viaGORM != "off force_generic_plan" {
 			t.Errorf("settings after a GORM statement's BEGIN = %q, %v", viaGORM, err)
 		}
+
+		// The profile reads run without BEGIN or COMMIT, in the implicit
+		// transaction of their one batch: the settings hold for it alone.
+		sqlDB, err := db.DB()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqlDB.SetMaxOpenConns(1) // the next statement gets the same connection
+		got, err = models.ReadRound(context.Background(), db, settings, "SELECT 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var after string
+		if err := db.Raw(settings).Scan(&after).Error; err != nil {
+			t.Fatal(err)
+		}
+		if got[0][0] != "off force_generic_plan" || after != "on auto" {
+			t.Errorf("settings in a read round %q, after it %q; want them in it only", got[0][0], after)
+		}
 	})
 }
 
