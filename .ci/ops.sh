@@ -27,10 +27,12 @@ echo "== promtool check metrics (a running usersync's /metrics)"
 work=$(mktemp -d)
 go build -o "$work/usersync" ./cmd/usersync
 port=18191
-(cd "$work" && PORT=$port LOG_LEVEL=warn ./usersync serve 2>serve.log) &
+# exec: $! is the service itself, so the trap stops it.
+(cd "$work" && PORT=$port LOG_LEVEL=warn exec ./usersync serve 2>serve.log) &
 svc=$!
 trap 'kill $svc 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+kill -0 $svc || { echo "usersync did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 (cd "$work" && PORT=$port ./usersync webhook send --id msg_ci_metrics >/dev/null &&
   PORT=$port ./usersync webhook send --id msg_ci_metrics >/dev/null)
 curl -s -o /dev/null -X POST "http://127.0.0.1:$port/api/user/sync"
