@@ -25,10 +25,10 @@ var requiredGrants = []struct{ table, privilege string }{
 
 // RuntimeGrants is what a table owner runs to let a restricted role run the
 // service once `usersync migrate` has made the schema: one GRANT per table
-// of requiredGrants, and SELECT on the migration log that serve reads at
-// start, and EXECUTE on the write path's check function (already granted to
-// everyone unless the database revoked it). Derived from requiredGrants, so what is checked and what is
-// documented cannot drift apart.
+// of requiredGrants, SELECT on the migration log that serve reads at start,
+// and EXECUTE on the write path's check function (granted to everyone
+// unless the database revoked that). Derived from requiredGrants, so what is
+// checked and what is documented cannot drift apart.
 func RuntimeGrants(role string) string {
 	all := make([]string, len(requiredGrants))
 	for i, g := range requiredGrants {
