@@ -128,7 +128,8 @@ func TestPgTxCommitsAllOrNothing(t *testing.T) {
 
 // A pgTx plans with indexes and keeps its plans: the write path's read,
 // prepared while the table is empty, is planned as index scans, not as the
-// sequential scan that would stay while the table grows. Its settings hold
+// sequential scan it gets with sequential scans allowed, which would stay
+// while the table grows. Its settings hold
 // in a transaction begun by a GORM statement too.
 func TestRoundsPlanWithIndexes(t *testing.T) {
 	modelstest.EachPostgres(t, func(t *testing.T, db *gorm.DB) {
@@ -136,10 +137,16 @@ func TestRoundsPlanWithIndexes(t *testing.T) {
 		var got [][]string
 		ok, err := models.RunPgTx(context.Background(), db, func(tx *gorm.DB) error {
 			var err error
-			got, err = models.SendRound(tx, settings,
-				"PREPARE read_users(text[], text[]) AS "+models.ReadUsersSQL,
+			// The same generic plan with sequential scans allowed (queries
+			// 2–4), then as the pgTx plans (5–7).
+			explain := []string{
+				"PREPARE read_users(text[], text[]) AS " + models.ReadUsersSQL,
 				"EXPLAIN EXECUTE read_users('{user_1}', '{a@example.com}')",
-				"DEALLOCATE read_users")
+				"DEALLOCATE read_users",
+			}
+			got, err = models.SendRound(tx, append(append(append([]string{settings,
+				"SELECT set_config('enable_seqscan', 'on', true)"}, explain...),
+				"SELECT set_config('enable_seqscan', 'off', true)"), explain...)...)
 			return err
 		})
 		if !ok {
@@ -151,7 +158,11 @@ func TestRoundsPlanWithIndexes(t *testing.T) {
 		if diff := cmp.Diff([]string{"off force_generic_plan"}, got[0]); diff != "" {
 			t.Errorf("settings (-want +got):\n%s", diff)
 		}
-		plan := strings.Join(got[2], "\n")
+		if allowed := strings.Join(got[3], "\n"); !strings.Contains(allowed, "Seq Scan") {
+			t.Errorf("with sequential scans allowed, the generic plan on an empty table has none; "+
+				"the settings guard nothing:\n%s", allowed)
+		}
+		plan := strings.Join(got[7], "\n")
 		if strings.Count(plan, "Index") < 2 || strings.Contains(plan, "Seq Scan") {
 			t.Errorf("the read's plan on an empty table is not two index scans:\n%s", plan)
 		}
