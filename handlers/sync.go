@@ -27,7 +27,7 @@ const maxSyncBody = 16 << 10
 // the caller's row match Clerk, trusting nothing the browser says about the
 // user beyond which user it is.
 func (s *server) syncUser(c echo.Context) error {
-	outcome, row, err := s.sync(c)
+	outcome, profile, err := s.sync(c)
 	label := outcome
 	switch {
 	case errors.Is(err, clerkapi.ErrKeysUnavailable):
@@ -40,7 +40,7 @@ func (s *server) syncUser(c echo.Context) error {
 		return err
 	}
 	c.Set(logOutcome, outcome)
-	return c.JSON(http.StatusOK, syncJSON{Outcome: outcome, Success: true, User: userResponse(row)})
+	return c.JSON(http.StatusOK, syncJSON{Outcome: outcome, Success: true, User: userResponse(profile)})
 }
 
 func (s *server) sync(c echo.Context) (string, models.Profile, error) {
@@ -184,40 +184,40 @@ func (s *server) checkBodyUserID(c echo.Context, userID string) error {
 // fetches the user and their memberships from Clerk, applies them through
 // the one write path, and reads the profile again.
 func (s *server) syncFromClerk(ctx context.Context, userID string) (string, models.Profile, error) {
-	row, err := s.findUser(ctx, userID)
+	profile, err := s.findProfile(ctx, userID)
 	switch {
 	case errors.Is(err, models.ErrNotFound):
 	case err != nil:
-		return "", row, err
-	case row.Deleted():
-		return "", row, errGone
-	case s.fresh(row.User):
-		return "fresh", row, nil
+		return "", profile, err
+	case profile.Deleted():
+		return "", profile, errGone
+	case s.fresh(profile.User):
+		return "fresh", profile, nil
 	}
 	snap, err := s.Clerk.GetUser(ctx, userID)
 	switch {
 	case errors.Is(err, clerkapi.ErrUserNotFound):
-		return "", row, errGone
+		return "", profile, errGone
 	case err != nil:
-		return "", row, fail(http.StatusBadGateway, "Clerk Backend API unavailable, retry later", err)
+		return "", profile, fail(http.StatusBadGateway, "Clerk Backend API unavailable, retry later", err)
 	}
 	outcome, err := s.applySnapshot(ctx, snap)
 	if err != nil {
-		return "", row, err
+		return "", profile, err
 	}
 	if err := s.syncMemberships(ctx, userID); err != nil {
-		return "", row, err
+		return "", profile, err
 	}
 	if !outcome.Wrote() {
 		s.confirmed.note(userID, time.Now())
 	}
-	row, err = s.findUser(ctx, userID)
-	return loginOutcome(outcome), row, err
+	profile, err = s.findProfile(ctx, userID)
+	return loginOutcome(outcome), profile, err
 }
 
 var errGone = fail(http.StatusGone, "user was deleted in Clerk", nil)
 
-func (s *server) findUser(ctx context.Context, id string) (models.Profile, error) {
+func (s *server) findProfile(ctx context.Context, id string) (models.Profile, error) {
 	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
 	defer cancel()
 	p, err := s.profiles.find(ctx, id)
