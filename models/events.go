@@ -249,16 +249,14 @@ func recordEvents(r *round, dialect Dialect, evs []Event, at time.Time) *recordi
 	}
 	r.add(statement{
 		name: fmt.Sprintf("record %d events", len(ids)), sql: recordSQL[dialect], args: args,
-		read: func(rs rows) error {
-			for rs.Next() {
-				var id string
-				if err := rs.Scan(&id); err != nil {
-					return err
-				}
-				rec.isNew[id] = true
+		read: eachRow(func(rs rows) error {
+			var id string
+			if err := rs.Scan(&id); err != nil {
+				return err
 			}
+			rec.isNew[id] = true
 			return nil
-		},
+		}),
 	})
 	return rec
 }

@@ -79,16 +79,14 @@ func FindProfiles(ctx context.Context, db *gorm.DB, ids []string) (map[string]Pr
 	r.add(statement{
 		name: fmt.Sprintf("find %d users", len(ids)), sql: findProfilesSQL[dialect],
 		args: []any{listArg(dialect, ids)},
-		read: func(rs rows) error {
-			for rs.Next() {
-				u, err := scanUser(rs.Scan)
-				if err != nil {
-					return err
-				}
-				found[u.ID] = Profile{User: u, Organizations: []UserOrganization{}}
+		read: eachRow(func(rs rows) error {
+			u, err := scanUser(rs.Scan)
+			if err != nil {
+				return err
 			}
+			found[u.ID] = Profile{User: u, Organizations: []UserOrganization{}}
 			return nil
-		},
+		}),
 	})
 	ms := readMemberships(&r, dialect, ids)
 	if err := readRound(ctx, db, r); err != nil {

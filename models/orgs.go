@@ -153,16 +153,14 @@ func readMemberships(r *round, dialect Dialect, userIDs []string) *[]membershipO
 	r.add(statement{
 		name: fmt.Sprintf("find memberships of %d users", len(userIDs)), sql: membershipsOfSQL[dialect],
 		args: []any{listArg(dialect, userIDs)},
-		read: func(rs rows) error {
-			for rs.Next() {
-				var m membershipOf
-				if err := rs.Scan(&m.userID, &m.orgID, &m.role); err != nil {
-					return err
-				}
-				ms = append(ms, m)
+		read: eachRow(func(rs rows) error {
+			var m membershipOf
+			if err := rs.Scan(&m.userID, &m.orgID, &m.role); err != nil {
+				return err
 			}
+			ms = append(ms, m)
 			return nil
-		},
+		}),
 	})
 	return &ms
 }
@@ -184,16 +182,14 @@ func organizationsOf(ctx context.Context, db *gorm.DB, ms []membershipOf) (map[s
 	r.add(statement{
 		name: fmt.Sprintf("find %d organizations", len(ids)), sql: liveOrgsSQL[dialect],
 		args: []any{listArg(dialect, ids)},
-		read: func(rs rows) error {
-			for rs.Next() {
-				var o UserOrganization
-				if err := rs.Scan(&o.ID, &o.Name, &o.Slug, &o.Tier); err != nil {
-					return err
-				}
-				orgs[o.ID] = o
+		read: eachRow(func(rs rows) error {
+			var o UserOrganization
+			if err := rs.Scan(&o.ID, &o.Name, &o.Slug, &o.Tier); err != nil {
+				return err
 			}
+			orgs[o.ID] = o
 			return nil
-		},
+		}),
 	})
 	if err := readRound(ctx, db, r); err != nil {
 		return nil, err

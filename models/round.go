@@ -78,6 +78,18 @@ func runStatement(tx *gorm.DB, s statement) error {
 	return readAll(rs, s.read)
 }
 
+// eachRow is a read function that calls scan for every row.
+func eachRow(scan func(rs rows) error) func(rows) error {
+	return func(rs rows) error {
+		for rs.Next() {
+			if err := scan(rs); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // readAll hands rs to read, then reads what it left.
 func readAll(rs rows, read func(rows) error) error {
 	if read != nil {

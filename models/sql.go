@@ -138,19 +138,17 @@ func readUsers(r *round, dialect Dialect, changes []Change, lock bool) *state {
 	r.add(statement{
 		name: fmt.Sprintf("read %d users", len(ids)), sql: query,
 		args: []any{listArg(dialect, ids), listArg(dialect, emails)},
-		read: func(rs rows) error {
-			for rs.Next() {
-				var id string
-				var email *string
-				var updatedAt int64
-				var deleted bool
-				if err := rs.Scan(&id, &email, &updatedAt, &deleted); err != nil {
-					return err
-				}
-				st.add(id, email, updatedAt, deleted)
+		read: eachRow(func(rs rows) error {
+			var id string
+			var email *string
+			var updatedAt int64
+			var deleted bool
+			if err := rs.Scan(&id, &email, &updatedAt, &deleted); err != nil {
+				return err
 			}
+			st.add(id, email, updatedAt, deleted)
 			return nil
-		},
+		}),
 	})
 	return st
 }
