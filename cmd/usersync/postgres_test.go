@@ -12,6 +12,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/usersync/usersync/clerkapi/clerktest"
 	"github.com/usersync/usersync/models"
 	"github.com/usersync/usersync/models/modelstest"
 )
@@ -44,6 +45,51 @@ func TestMigrateThroughPooler(t *testing.T) {
 		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&advisory)
 	if versions == 0 || dups != 0 || advisory != 0 {
 		t.Errorf("versions applied %d, applied twice %d, advisory locks %d; want >0, 0, 0", versions, dups, advisory)
+	}
+}
+
+// `usersync backfill` through the transaction pooler: the import, a re-run
+// that changes nothing, and a prune of a user Clerk deleted, each page a
+// transaction whose statements the pooler may give any server connection.
+func TestBackfillThroughPooler(t *testing.T) {
+	dsn := modelstest.PooledDSN(t)
+	fake := clerktest.New(t)
+	for i := range 7 {
+		fake.PutUser(clerktest.User(fmt.Sprintf("user_%d", i), 10, fmt.Sprintf("u%d@example.com", i), nil))
+	}
+	env := envOf(map[string]string{"DATABASE_URL": dsn, "CLERK_SECRET_KEY": clerktest.SecretKey,
+		"CLERK_API_URL": fake.URL, "LOG_LEVEL": "warn"})
+	if err := run(context.Background(), []string{"migrate"}, env, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"backfill", "--page-size", "3"}, []string{"created  7", "errors  0"}},
+		{[]string{"backfill", "--page-size", "3"}, []string{"unchanged  7", "errors  0"}},
+		{[]string{"backfill", "--page-size", "3", "--prune"}, []string{"unchanged  6", "pruned  1", "errors  0"}},
+	}
+	for i, step := range steps {
+		if i == 2 {
+			fake.DeleteUser("user_0")
+		}
+		var out bytes.Buffer
+		if err := run(context.Background(), step.args, env, &out, &bytes.Buffer{}); err != nil {
+			t.Fatalf("step %d: %v\n%s", i+1, err, out.String())
+		}
+		for _, want := range step.want {
+			if !strings.Contains(collapse(out.String()), want) {
+				t.Errorf("step %d: summary %q lacks %q", i+1, out.String(), want)
+			}
+		}
+	}
+	var live, tombstones int64
+	db := modelstest.Open(t, models.Postgres, dsn)
+	db.Model(&models.User{}).Where("deleted_at IS NULL").Count(&live)
+	db.Model(&models.User{}).Where("id = 'user_0' AND deleted_at IS NOT NULL").Count(&tombstones)
+	if live != 6 || tombstones != 1 {
+		t.Errorf("live rows %d, user_0 tombstoned %d; want 6, 1", live, tombstones)
 	}
 }
 
