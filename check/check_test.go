@@ -70,6 +70,21 @@ func TestCheckPassesOnACorrectSetup(t *testing.T) {
 	}
 }
 
+// The same correct setup through a real transaction-mode pooler
+// (PgBouncer): every check passes, and the connection line says it is
+// pooled.
+func TestCheckPassesThroughPgBouncer(t *testing.T) {
+	fake := clerktest.New(t)
+	pooled := modelstest.PoolerURLFor(t, migrated(t, models.Postgres))
+	passed, out := runCheck(t, goodEnv(fake, pooled))
+	if !passed || strings.Contains(out, "FAIL") || strings.Count(out, "\nok ") != 8 {
+		t.Fatalf("check failed through the pooler:\n%s", out)
+	}
+	if l := line(t, out, "connection"); !strings.Contains(l, "pooler") {
+		t.Errorf("connection line %q does not say the connection is pooled", l)
+	}
+}
+
 // Each broken deployment fails with a line naming the cause.
 func TestCheckNamesEachFailure(t *testing.T) {
 	fake := clerktest.New(t)
