@@ -156,6 +156,11 @@ func TestLogsHoldNoPersonalData(t *testing.T) {
 	if !strings.Contains(log, `"user_id":"user_9"`) || !strings.Contains(log, `"svix_id":"msg_cuser_0"`) {
 		t.Fatalf("log lacks the ids it should name:\n%s", log)
 	}
+	// A rejected delivery's line says what stopped it, so a wrong signing
+	// secret is found in the log without logging the body.
+	if !regexp.MustCompile(`"status":400,[^\n]*"outcome":"invalid_signature"`).MatchString(log) {
+		t.Errorf("log does not say why the tampered delivery was refused:\n%s", log)
+	}
 	forbidden := append(secrets, "Person", "person0", "example.com", "evil.example", "Ada", "Grace", "Hopper",
 		"amazing_grace", "Mallory", "+1555", "whsec_", "sk_test")
 	for _, s := range forbidden {

@@ -100,10 +100,10 @@ func (s *server) clerkWebhook(c echo.Context) error {
 	if res.Upsert != "" {
 		s.Metrics.Upserts.WithLabelValues(string(models.SourceWebhook), string(res.Upsert)).Inc()
 	}
+	c.Set(logOutcome, label) // on failure, what stopped the delivery: "invalid_signature", …
 	if err != nil {
 		return err
 	}
-	c.Set(logOutcome, label)
 	return c.JSONBlob(http.StatusOK, outcomeBody(res.Outcome))
 }
 
