@@ -4,7 +4,8 @@
 #   2. npm pack, install the tarball beside @clerk/nextjs@latest in a scratch
 #      project, import it in plain Node, and check no @clerk/clerk-react is there
 #   3. next build of the Next.js App Router example (clients/react/example)
-#   4. the end-to-end test: headless Debian chromium against the real service
+#   4. the end-to-end test: headless Debian chromium against the real service,
+#      and the example served by next start, forwarding syncs to that service
 # Installs what is missing (Debian's chromium; npm packages; starts Postgres).
 # With CI=true anything still missing fails the run; it is never skipped.
 set -euo pipefail
@@ -110,16 +111,22 @@ next_example() {
   rm -rf node_modules .next
   npm install
   no_clerk_react
-  # A test publishable key: pk_test_ + base64("<frontend API host>$"). Nothing is fetched at build time.
-  NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY="pk_test_$(printf 'usersync-example.clerk.accounts.dev$' | base64 -w0)" npx next build
+  # Next.js fixes rewrites at build time, so the port the e2e test's usersync
+  # will listen on is chosen now and built into the example's rewrite.
+  NEXT_USERSYNC_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+  USERSYNC_URL="http://127.0.0.1:$NEXT_USERSYNC_PORT" NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY="$NEXT_PUBLISHABLE_KEY" npx next build
 }
+# A test publishable key: pk_test_ + base64("<frontend API host>$"). Nothing is fetched at build time.
+NEXT_PUBLISHABLE_KEY="pk_test_$(printf 'usersync-example.clerk.accounts.dev$' | base64 -w0)"
+NEXT_USERSYNC_PORT=
 step "Next.js example: npm install + next build" next_example
 
 # ---- 4. the browser end-to-end test ------------------------------------------------
 e2e() {
   cd "$PKG"
   rm -rf e2e/artifacts
-  CHROMIUM=$CHROMIUM E2E_PG_URL="postgres://postgres@$PGHOST:$PGPORT" npm run e2e ||
+  CHROMIUM=$CHROMIUM E2E_PG_URL="postgres://postgres@$PGHOST:$PGPORT" E2E_NEXT_APP="$PKG/example" \
+    E2E_NEXT_USERSYNC_PORT="$NEXT_USERSYNC_PORT" E2E_NEXT_PUBLISHABLE_KEY="$NEXT_PUBLISHABLE_KEY" npm run e2e ||
     { echo "e2e failed: screenshots and logs in clients/react/e2e/artifacts/" >&2; ls -l e2e/artifacts >&2 || true; return 1; }
 }
 step "Chromium end-to-end test" e2e

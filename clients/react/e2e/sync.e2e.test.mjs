@@ -31,7 +31,12 @@ const PG_URL = (process.env.E2E_PG_URL ?? "postgres://postgres@127.0.0.1:5432").
 const DB = "usersync_react_e2e";
 const RETRY_AFTER_S = 3; // SYNC_RATE_LIMIT=1/3s: one sync per user, refilled over 3 s
 
-const USERS = { ada: "user_e2e_ada", eve: "user_e2e_eve", rate: "user_e2e_rate", gone: "user_e2e_gone" };
+const USERS = { ada: "user_e2e_ada", eve: "user_e2e_eve", rate: "user_e2e_rate", gone: "user_e2e_gone", next: "user_e2e_next" };
+// The Next.js example, built by .ci/react.sh with USERSYNC_URL naming this port (Next.js fixes rewrites at
+// build time), is served with next start and forwards /api/user/sync to the service listening there.
+const NEXT_APP = process.env.E2E_NEXT_APP;
+const NEXT_USERSYNC_PORT = process.env.E2E_NEXT_USERSYNC_PORT;
+const NEXT_PUBLISHABLE_KEY = process.env.E2E_NEXT_PUBLISHABLE_KEY;
 
 const tmp = mkdtempSync(path.join(tmpdir(), "usersync-react-e2e-"));
 const children = [];
@@ -217,7 +222,7 @@ before(async () => {
   timed("go build (usersync, fakeclerk)", () =>
     execFileSync("go", ["build", "-o", tmp, "./cmd/usersync", "./clients/react/e2e/fakeclerk"], { cwd: repo, stdio: "inherit" }),
   );
-  const fake = start("fakeclerk", path.join(tmp, "fakeclerk"), ["-users", [USERS.ada, USERS.eve, USERS.rate].join(",")]);
+  const fake = start("fakeclerk", path.join(tmp, "fakeclerk"), ["-users", [USERS.ada, USERS.eve, USERS.rate, USERS.next].join(",")]);
   const clerkURL = await new Promise((resolve, reject) => {
     fake.stdout.once("data", (d) => resolve(String(d).trim()));
     fake.once("exit", () => reject(new Error(`fakeclerk exited\n${serviceLog}`)));
@@ -226,7 +231,7 @@ before(async () => {
   psql(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`, "postgres");
   psql(`CREATE DATABASE ${DB}`, "postgres");
 
-  const port = await freePort();
+  const port = NEXT_APP ? Number(NEXT_USERSYNC_PORT) : await freePort();
   serviceURL = `http://127.0.0.1:${port}`;
   endpoint = `${serviceURL}/api/user/sync`;
   const svc = start("usersync", path.join(tmp, "usersync"), [], {
@@ -369,4 +374,66 @@ e2e("a 410 is not retried, and not asked again after a reload", async (open) => 
   assert.equal(p.posts().length, 0, "remembered for the session");
   assert.equal(syncRequests().filter((r) => r.user_id === USERS.gone).length, 1);
   assert.equal(psql(`SELECT count(*) FROM users WHERE id = '${USERS.gone}'`), "0");
+});
+
+// ---- the Next.js example ----------------------------------------------------------
+
+// Not a browser test: Clerk's frontend (clerk-js, from Clerk's servers) cannot
+// load here. It checks the part of the recommended adoption that is ours: the
+// example's rewrite carries the token to usersync and its answers (status,
+// JSON body, Retry-After) back unchanged, with the example's proxy.ts loaded
+// (Clerk's matcher running clerkMiddleware on that route made every sync a
+// 500). Run by .ci/react.sh after it builds the example; in CI it never skips.
+test("the Next.js example (next start) forwards /api/user/sync to usersync and its answers back", {
+  skip: !NEXT_APP && !process.env.CI && "E2E_NEXT_APP is not set: .ci/react.sh builds the example and sets it",
+}, async () => {
+  assert.ok(NEXT_APP && NEXT_USERSYNC_PORT && NEXT_PUBLISHABLE_KEY, "E2E_NEXT_APP, E2E_NEXT_USERSYNC_PORT and E2E_NEXT_PUBLISHABLE_KEY must be set in CI");
+  const port = await freePort();
+  const next = `http://127.0.0.1:${port}`;
+  const child = spawn(process.execPath, [path.join(NEXT_APP, "node_modules/next/dist/bin/next"), "start", "-p", String(port), "-H", "127.0.0.1"], {
+    cwd: NEXT_APP,
+    env: {
+      ...process.env,
+      NEXT_TELEMETRY_DISABLED: "1",
+      NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY: NEXT_PUBLISHABLE_KEY,
+      CLERK_SECRET_KEY: "sk_test_usersync_fake",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  child.stdout.on("data", (d) => (serviceLog += `[next] ${d}`));
+  child.stderr.on("data", (d) => (serviceLog += `[next] ${d}`));
+  try {
+    await waitFor("next start", async () => (await fetch(`${next}/robots.txt`), true)); // any answer: it listens
+    const anonymous = await fetch(`${next}/api/user/sync`, { method: "POST" });
+    const anonymousBody = await anonymous.text();
+    assert.equal(anonymous.status, 401, `through Next.js: ${anonymousBody}`);
+    assert.equal(typeof JSON.parse(anonymousBody).error, "string");
+
+    const sync = () => fetch(`${next}/api/user/sync`, { method: "POST", headers: { Authorization: `Bearer ${mint(USERS.next, pageOrigin)}` } });
+    const ok = await sync();
+    const body = await ok.json();
+    assert.equal(ok.status, 200, JSON.stringify(body));
+    assert.equal(body.user.id, USERS.next);
+    assert.equal(body.user.email, `${USERS.next}@example.com`);
+    assert.equal(psql(`SELECT email || '|' || sync_source FROM users WHERE id = '${USERS.next}' AND deleted_at IS NULL`), `${USERS.next}@example.com|login`);
+
+    // The per-user limit (one sync per 3 s): the 429 and its Retry-After come back through Next.js.
+    const limited = await sync();
+    assert.equal(limited.status, 429);
+    assert.equal(limited.headers.get("retry-after"), String(RETRY_AFTER_S));
+    assert.match(limited.headers.get("content-type") ?? "", /application\/json/);
+
+    // The service saw the syncs themselves, not something Next.js made up.
+    assert.deepEqual(
+      syncRequests().filter((r) => r.user_id === USERS.next).map((r) => r.status),
+      [200, 429],
+    );
+  } catch (err) {
+    mkdirSync(artifacts, { recursive: true });
+    writeFileSync(path.join(artifacts, "nextjs-example.log"), serviceLog);
+    throw err;
+  } finally {
+    child.kill("SIGTERM");
+  }
 });
