@@ -91,8 +91,8 @@ async function freePort() {
   return port;
 }
 
-function start(name, cmd, args, env) {
-  const child = spawn(cmd, args, { cwd: tmp, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+function start(name, cmd, args, env, { cwd = tmp } = {}) {
+  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   child.stderr.on("data", (d) => (serviceLog += `[${name}] ${d}`));
   child.on("exit", (code, signal) => (serviceLog += `[${name}] exited ${code ?? signal}\n`));
@@ -165,8 +165,8 @@ async function openPage(name, origin, user, { azp = pageOrigin, attempts } = {})
 }
 
 /** Runs a test body; on failure saves a screenshot and the logs to e2e/artifacts/. */
-function e2e(name, body) {
-  test(name, async () => {
+function e2e(name, body, options = {}) {
+  test(name, options, async () => {
     const opened = [];
     const open = async (...args) => {
       const p = await openPage(name, ...args);
@@ -384,56 +384,48 @@ e2e("a 410 is not retried, and not asked again after a reload", async (open) => 
 // JSON body, Retry-After) back unchanged, with the example's proxy.ts loaded
 // (Clerk's matcher running clerkMiddleware on that route made every sync a
 // 500). Run by .ci/react.sh after it builds the example; in CI it never skips.
-test("the Next.js example (next start) forwards /api/user/sync to usersync and its answers back", {
-  skip: !NEXT_APP && !process.env.CI && "E2E_NEXT_APP is not set: .ci/react.sh builds the example and sets it",
-}, async () => {
-  assert.ok(NEXT_APP && NEXT_USERSYNC_PORT && NEXT_PUBLISHABLE_KEY, "E2E_NEXT_APP, E2E_NEXT_USERSYNC_PORT and E2E_NEXT_PUBLISHABLE_KEY must be set in CI");
-  const port = await freePort();
-  const next = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [path.join(NEXT_APP, "node_modules/next/dist/bin/next"), "start", "-p", String(port), "-H", "127.0.0.1"], {
-    cwd: NEXT_APP,
-    env: {
-      ...process.env,
+e2e(
+  "the Next.js example (next start) forwards /api/user/sync to usersync and its answers back",
+  async () => {
+    assert.ok(NEXT_APP && NEXT_USERSYNC_PORT && NEXT_PUBLISHABLE_KEY, "E2E_NEXT_APP, E2E_NEXT_USERSYNC_PORT and E2E_NEXT_PUBLISHABLE_KEY must be set in CI");
+    const port = await freePort();
+    const next = `http://127.0.0.1:${port}`;
+    const nextBin = path.join(NEXT_APP, "node_modules/next/dist/bin/next");
+    const child = start("next", process.execPath, [nextBin, "start", "-p", String(port), "-H", "127.0.0.1"], {
       NEXT_TELEMETRY_DISABLED: "1",
       NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY: NEXT_PUBLISHABLE_KEY,
       CLERK_SECRET_KEY: "sk_test_usersync_fake",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  child.stdout.on("data", (d) => (serviceLog += `[next] ${d}`));
-  child.stderr.on("data", (d) => (serviceLog += `[next] ${d}`));
-  try {
-    await waitFor("next start", async () => (await fetch(`${next}/robots.txt`), true)); // any answer: it listens
-    const anonymous = await fetch(`${next}/api/user/sync`, { method: "POST" });
-    const anonymousBody = await anonymous.text();
-    assert.equal(anonymous.status, 401, `through Next.js: ${anonymousBody}`);
-    assert.equal(typeof JSON.parse(anonymousBody).error, "string");
+    }, { cwd: NEXT_APP });
+    child.stdout.on("data", (d) => (serviceLog += `[next] ${d}`));
+    try {
+      await waitFor("next start", async () => (await fetch(`${next}/robots.txt`), true)); // any answer: it listens
+      const anonymous = await fetch(`${next}/api/user/sync`, { method: "POST" });
+      const anonymousBody = await anonymous.text();
+      assert.equal(anonymous.status, 401, `through Next.js: ${anonymousBody}`);
+      assert.equal(typeof JSON.parse(anonymousBody).error, "string");
 
-    const sync = () => fetch(`${next}/api/user/sync`, { method: "POST", headers: { Authorization: `Bearer ${mint(USERS.next, pageOrigin)}` } });
-    const ok = await sync();
-    const body = await ok.json();
-    assert.equal(ok.status, 200, JSON.stringify(body));
-    assert.equal(body.user.id, USERS.next);
-    assert.equal(body.user.email, `${USERS.next}@example.com`);
-    assert.equal(psql(`SELECT email || '|' || sync_source FROM users WHERE id = '${USERS.next}' AND deleted_at IS NULL`), `${USERS.next}@example.com|login`);
+      const sync = () => fetch(`${next}/api/user/sync`, { method: "POST", headers: { Authorization: `Bearer ${mint(USERS.next, pageOrigin)}` } });
+      const ok = await sync();
+      const body = await ok.json();
+      assert.equal(ok.status, 200, JSON.stringify(body));
+      assert.equal(body.user.id, USERS.next);
+      assert.equal(body.user.email, `${USERS.next}@example.com`);
+      assert.equal(psql(`SELECT email || '|' || sync_source FROM users WHERE id = '${USERS.next}' AND deleted_at IS NULL`), `${USERS.next}@example.com|login`);
 
-    // The per-user limit (one sync per 3 s): the 429 and its Retry-After come back through Next.js.
-    const limited = await sync();
-    assert.equal(limited.status, 429);
-    assert.equal(limited.headers.get("retry-after"), String(RETRY_AFTER_S));
-    assert.match(limited.headers.get("content-type") ?? "", /application\/json/);
+      // The per-user limit (one sync per 3 s): the 429 and its Retry-After come back through Next.js.
+      const limited = await sync();
+      assert.equal(limited.status, 429);
+      assert.equal(limited.headers.get("retry-after"), String(RETRY_AFTER_S));
+      assert.match(limited.headers.get("content-type") ?? "", /application\/json/);
 
-    // The service saw the syncs themselves, not something Next.js made up.
-    assert.deepEqual(
-      syncRequests().filter((r) => r.user_id === USERS.next).map((r) => r.status),
-      [200, 429],
-    );
-  } catch (err) {
-    mkdirSync(artifacts, { recursive: true });
-    writeFileSync(path.join(artifacts, "nextjs-example.log"), serviceLog);
-    throw err;
-  } finally {
-    child.kill("SIGTERM");
-  }
-});
+      // The service saw the syncs themselves, not something Next.js made up.
+      assert.deepEqual(
+        syncRequests().filter((r) => r.user_id === USERS.next).map((r) => r.status),
+        [200, 429],
+      );
+    } finally {
+      child.kill("SIGTERM");
+    }
+  },
+  { skip: !NEXT_APP && !process.env.CI && "E2E_NEXT_APP is not set: .ci/react.sh builds the example and sets it" },
+);
