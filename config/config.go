@@ -28,6 +28,10 @@ const (
 	DefaultSyncFreshness = 5 * time.Minute
 	DefaultMaxConns      = 10
 
+	// DefaultReconcileInterval and DefaultFullReconcileInterval space the
+	// incremental and the full reconcile passes.
+	DefaultReconcileInterval     = 5 * time.Minute
+	DefaultFullReconcileInterval = 24 * time.Hour
 	// DefaultWebhookEventsRetention keeps webhook_events rows for 30 days.
 	DefaultWebhookEventsRetention = 30 * 24 * time.Hour
 	// MinWebhookEventsRetention is Svix's retry window: a row younger than
@@ -40,7 +44,7 @@ var Variables = []string{
 	"DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_MAX_CONNS", "PORT", "CLERK_SECRET_KEY", "CLERK_API_URL", "CLERK_JWT_KEY",
 	"CLERK_AUTHORIZED_PARTIES", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_WEBHOOK_SECRET",
 	"SYNC_FRESHNESS", "SYNC_RATE_LIMIT", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
-	"WEBHOOK_EVENTS_RETENTION",
+	"WEBHOOK_EVENTS_RETENTION", "SYNC_RECONCILE_INTERVAL", "SYNC_FULL_RECONCILE_INTERVAL", "CLERK_API_RATE",
 }
 
 // Config is the whole configuration of one usersync process.
@@ -68,6 +72,15 @@ type Config struct {
 	// WebhookEventsRetention is how long webhook_events rows are kept; 0
 	// keeps them forever.
 	WebhookEventsRetention time.Duration
+
+	// ReconcileInterval is SYNC_RECONCILE_INTERVAL, the time between
+	// incremental reconcile passes, and FullReconcileInterval the time
+	// between full ones; 0 turns each off.
+	ReconcileInterval     time.Duration
+	FullReconcileInterval time.Duration
+	// ClerkAPIRate is CLERK_API_RATE: the Backend API requests one process
+	// may send, shared by login sync, reconcile and backfill.
+	ClerkAPIRate RateLimit
 }
 
 // RateLimit is SYNC_RATE_LIMIT: Requests per Per for each user, all of them
@@ -128,6 +141,9 @@ func Load(getenv func(string) string) (Config, error) {
 		LogFormat:         p.oneOf("LOG_FORMAT", "json", "json", "text"),
 	}
 	c.WebhookEventsRetention = p.retention("WEBHOOK_EVENTS_RETENTION")
+	c.ReconcileInterval = p.duration("SYNC_RECONCILE_INTERVAL", DefaultReconcileInterval)
+	c.FullReconcileInterval = p.duration("SYNC_FULL_RECONCILE_INTERVAL", DefaultFullReconcileInterval)
+	c.ClerkAPIRate = p.clerkAPIRate("CLERK_API_RATE", c.ClerkSecretKey)
 	c.CORSAllowedOrigins = c.AuthorizedParties
 	if getenv("CORS_ALLOWED_ORIGINS") != "" {
 		c.CORSAllowedOrigins = p.origins("CORS_ALLOWED_ORIGINS")
@@ -398,6 +414,28 @@ func (p *parser) retention(name string) time.Duration {
 		p.fail(name, "%q is shorter than 48h, Svix's retry window (redeliveries must still be recognised); use 48h or more, or 0 to keep rows forever", p.getenv(name))
 	}
 	return d
+}
+
+// clerkAPIRate reads CLERK_API_RATE, "N/DURATION"; the default is half
+// the documented limit of the key's instance: 1,000 requests per 10 s for
+// production (sk_live_), 100 per 10 s otherwise.
+func (p *parser) clerkAPIRate(name, secretKey string) RateLimit {
+	def := RateLimit{Requests: 5, Per: time.Second}
+	if strings.HasPrefix(secretKey, "sk_live_") {
+		def = RateLimit{Requests: 50, Per: time.Second}
+	}
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, per, ok := strings.Cut(v, "/")
+	count, err1 := strconv.Atoi(n)
+	d, err2 := time.ParseDuration(per)
+	if !ok || err1 != nil || err2 != nil || count < 1 || d <= 0 {
+		p.fail(name, "%q is not N/DURATION such as 50/1s", v)
+		return def
+	}
+	return RateLimit{Requests: count, Per: d}
 }
 
 // rateLimit reads "N/DURATION" (5/1m: five per minute) or "0" for none.

@@ -39,6 +39,24 @@ type Metrics struct {
 	// RetentionLastSuccess is when the retention job last finished a pass
 	// (Unix seconds; 0 until the first, and always 0 when retention is off).
 	RetentionLastSuccess prometheus.Gauge
+
+	// ReconcileRepaired counts rows a reconcile pass created, updated or
+	// tombstoned after the database's first pass: changes the webhooks
+	// missed, by table (users, organizations, memberships).
+	ReconcileRepaired *prometheus.CounterVec
+	// ReconcilePasses counts reconcile passes this process ran, by kind
+	// (incremental, full) and result (ok, error).
+	ReconcilePasses *prometheus.CounterVec
+	// ReconcileLastSuccess is when the database's last successful reconcile
+	// pass started (Unix seconds, read from the database by every replica;
+	// 0 before the first). ReconcileInterval is SYNC_RECONCILE_INTERVAL in
+	// seconds (0: reconcile off), so an alert can compare the two.
+	ReconcileLastSuccess prometheus.Gauge
+	ReconcileInterval    prometheus.Gauge
+	// WebhookLastApplied is when a webhook delivery last changed a row
+	// (Unix seconds; read from webhook_events at start, then set per
+	// delivery).
+	WebhookLastApplied prometheus.Gauge
 }
 
 // New registers every series, the Go and process collectors and build info.
@@ -70,6 +88,28 @@ func New(version string) *Metrics {
 			Name: "usersync_retention_last_success_timestamp_seconds",
 			Help: "When the webhook_events retention job last finished a pass (Unix time; 0 before the first).",
 		}),
+		ReconcileRepaired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersync_reconcile_repaired_total",
+			Help: "Rows a reconcile pass created, updated or tombstoned (changes the webhooks missed), by table.",
+		}, []string{"table"}),
+		ReconcilePasses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersync_reconcile_passes_total", Help: "Reconcile passes this process ran, by kind and result.",
+		}, []string{"kind", "result"}),
+		ReconcileLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "usersync_reconcile_last_success_timestamp_seconds",
+			Help: "When the database's last successful reconcile pass started (Unix time; 0 before the first).",
+		}),
+		ReconcileInterval: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "usersync_reconcile_interval_seconds",
+			Help: "SYNC_RECONCILE_INTERVAL in seconds (0: reconcile is off).",
+		}),
+		WebhookLastApplied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "usersync_webhook_last_applied_timestamp_seconds",
+			Help: "When a webhook delivery last changed a row (Unix time; 0 if none is recorded).",
+		}),
+	}
+	for _, table := range []string{"users", "organizations", "memberships"} {
+		m.ReconcileRepaired.WithLabelValues(table)
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "usersync_build_info", Help: "Always 1; labels name the build.",
@@ -78,6 +118,7 @@ func New(version string) *Metrics {
 	buildInfo.Set(1)
 	m.registry.MustRegister(m.WebhookEvents, m.LoginSyncs, m.ClerkRequests, m.Upserts, m.HTTPDuration, buildInfo,
 		m.WebhookEventsDeleted, m.RetentionLastSuccess,
+		m.ReconcileRepaired, m.ReconcilePasses, m.ReconcileLastSuccess, m.ReconcileInterval, m.WebhookLastApplied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
