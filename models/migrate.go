@@ -100,15 +100,16 @@ func newProvider(db *gorm.DB, log *slog.Logger) (*goose.Provider, error) {
 
 // loadMigrations reads NNNN_name.sql files and turns each into a goose
 // migration with the dialect's column types filled in. A file named
-// NNNN_name.postgres.sql holds what only Postgres has (a PL/pgSQL function):
-// elsewhere its version is applied and does nothing, so both databases count
-// the same versions.
+// NNNN_name.postgres.sql or NNNN_name.sqlite.sql holds what only that
+// database needs (a PL/pgSQL function; a table rebuilt because SQLite cannot
+// alter a constraint): a version with no file for a dialect is applied there
+// and does nothing, so both databases count the same versions.
 func loadMigrations(dialect Dialect) ([]*goose.Migration, error) {
 	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {
 		return nil, err
 	}
-	var out []*goose.Migration
+	stmts := map[int64]string{}
 	for _, name := range names {
 		version, err := strconv.ParseInt(strings.SplitN(path.Base(name), "_", 2)[0], 10, 64)
 		if err != nil {
@@ -118,10 +119,15 @@ func loadMigrations(dialect Dialect) ([]*goose.Migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		stmt := columnTypes[dialect].Replace(string(body))
-		if strings.HasSuffix(name, ".postgres.sql") && dialect != Postgres {
-			stmt = ""
+		if _, ok := stmts[version]; !ok {
+			stmts[version] = ""
 		}
+		if forDialect(name, dialect) {
+			stmts[version] += columnTypes[dialect].Replace(string(body))
+		}
+	}
+	var out []*goose.Migration
+	for version, stmt := range stmts {
 		up := &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
 			if stmt == "" {
 				return nil
@@ -132,4 +138,16 @@ func loadMigrations(dialect Dialect) ([]*goose.Migration, error) {
 		out = append(out, goose.NewGoMigration(version, up, nil))
 	}
 	return out, nil
+}
+
+// forDialect reports whether a migration file applies to dialect: files
+// named for one database apply only there.
+func forDialect(name string, dialect Dialect) bool {
+	switch {
+	case strings.HasSuffix(name, ".postgres.sql"):
+		return dialect == Postgres
+	case strings.HasSuffix(name, ".sqlite.sql"):
+		return dialect == SQLite
+	}
+	return true
 }

@@ -43,11 +43,12 @@ type WebhookEvent struct {
 // Source names the path that last changed a row.
 type Source string
 
-// The three paths into the users table.
+// The paths into the tables.
 const (
-	SourceWebhook  Source = "webhook"
-	SourceLogin    Source = "login"
-	SourceBackfill Source = "backfill"
+	SourceWebhook   Source = "webhook"
+	SourceLogin     Source = "login"
+	SourceBackfill  Source = "backfill"
+	SourceReconcile Source = "reconcile"
 )
 
 // Outcome is what applying a snapshot or a deletion did to the users table.
