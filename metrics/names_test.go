@@ -43,7 +43,9 @@ func TestRulesAndDashboardUseExportedSeries(t *testing.T) {
 		}
 	}
 	for _, must := range []string{"usersync_webhook_events_total", "usersync_login_syncs_total", "usersync_clerk_api_requests_total",
-		"usersync_http_request_duration_seconds_bucket", "go_sql_in_use_connections", "usersync_webhook_events_deleted_total"} {
+		"usersync_http_request_duration_seconds_bucket", "go_sql_in_use_connections", "usersync_webhook_events_deleted_total",
+		"usersync_reconcile_repaired_total", "usersync_reconcile_passes_total", "usersync_reconcile_last_success_timestamp_seconds",
+		"usersync_reconcile_interval_seconds", "usersync_webhook_last_applied_timestamp_seconds"} {
 		if !used[must] {
 			t.Errorf("neither the rules nor the dashboard use %s", must)
 		}
@@ -80,6 +82,7 @@ func exportedNames(t *testing.T) map[string]bool {
 	m.LoginSyncs.WithLabelValues("fresh").Inc()
 	m.ClerkRequests.WithLabelValues("get_user", "2xx").Inc()
 	m.Upserts.WithLabelValues("webhook", "created").Inc()
+	m.ReconcilePasses.WithLabelValues("incremental", "ok").Inc()
 	m.ObserveHTTP("/healthz", "GET", 200, 0)
 	m.WatchDB(sql.OpenDB(noConnector{}), "test")
 	rec := httptest.NewRecorder()
