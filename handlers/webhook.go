@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
 
@@ -131,6 +132,9 @@ func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResul
 	}
 	c.Set(logUserID, ev.UserID)
 	c.Set(logEventType, ev.Type)
+	if err := ev.CheckClock(time.Now()); err != nil { // rule 11; not recorded, as other 400s
+		return ev, models.EventResult{}, "future_timestamp", fail(http.StatusBadRequest, "updated_at is more than 24h in the future", err)
+	}
 
 	ctx, cancel := context.WithTimeout(c.Request().Context(), DBTimeout)
 	defer cancel()

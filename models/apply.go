@@ -20,6 +20,8 @@ import (
 //	rule 5  deletion is final ............... decide: verdict (Gone), tombstone; write: upsertSQL's guard
 //	rule 6  nothing acknowledged before commit  Apply (inTx) and ProcessEvents (events.go)
 //	rule 7  no write without news ........... decide writes only applied changes; upsertSQL's guard
+//	rule 11 a bounded clock ................. decide: verdict, outranks (state.bound, clock.go); write: upsertSQL's guard;
+//	                                          webhooks refuse a future-dated event before it: Event.CheckClock
 //
 // It works in three steps per chunk: read the rows the chunk touches (its
 // users and the live holders of its emails), decide every change in Go
@@ -38,6 +40,7 @@ import (
 //	rule 8  organizations: newest wins, deletion final and PII-free, takes its memberships  orgState.applyOrg, deleteOrg
 //	rule 9  memberships: newest wins, deletion final; of a dead org or user a tombstone       orgState.applyMembership, deleteMembership; state.apply here for user.deleted
 //	rule 10 one live membership per (organization, user), the later created one               orgState.applyMembership (newerMembership)
+//	rule 11 a row dated beyond the clock's bound yields to an API snapshot                    orderVerdict with orgState.bound
 
 // Change is one thing to do to the users table: apply a snapshot, or, when
 // Delete is set, tombstone the user Snapshot.ID (only the id is read).
@@ -170,6 +173,7 @@ type state struct {
 	users   map[string]*userState
 	holders map[string]string // live email → id of the row holding it (rule 3)
 	order   []string          // ids in first-touched order, so writes are deterministic
+	bound   int64             // the largest clerk_updated_at that orders the chunk's snapshots (rule 11)
 }
 
 // userState is one users row, as read (db*) and as decided.
@@ -202,6 +206,7 @@ func (st *state) user(id string) *userState {
 // and returns each one's outcome. It writes nothing.
 func (st *state) decide(changes []Change, src Source, at time.Time) []Outcome {
 	out := make([]Outcome, len(changes))
+	st.bound = orderBound(src, at)
 	for i, c := range changes {
 		u := st.user(c.Snapshot.ID)
 		if c.Delete {
@@ -209,7 +214,7 @@ func (st *state) decide(changes []Change, src Source, at time.Time) []Outcome {
 			continue
 		}
 		s := c.Snapshot.normalized()
-		if out[i] = verdict(u, s); out[i] != "" {
+		if out[i] = verdict(u, s, st.bound); out[i] != "" {
 			continue // rules 1, 5 and 7: nothing is written for it
 		}
 		out[i] = Updated
@@ -228,15 +233,17 @@ func (st *state) decide(changes []Change, src Source, at time.Time) []Outcome {
 	return out
 }
 
-// verdict is rules 1 and 5 for a snapshot against its row: Gone, Unchanged
-// or Stale when the snapshot must not be applied, "" when it must.
-func verdict(u *userState, s Snapshot) Outcome {
-	return orderVerdict(u.exists, u.deleted, u.updatedAt, s.UpdatedAt)
+// verdict is rules 1, 5 and 11 for a snapshot against its row: Gone,
+// Unchanged or Stale when the snapshot must not be applied, "" when it must.
+func verdict(u *userState, s Snapshot, bound int64) Outcome {
+	return orderVerdict(u.exists, u.deleted, u.updatedAt, s.UpdatedAt, bound)
 }
 
 // orderVerdict is rule 1 (and the finality of tombstones) for a row with
-// clerk_updated_at rowAt: "" when a snapshot at snapAt must be applied.
-func orderVerdict(exists, deleted bool, rowAt, snapAt int64) Outcome {
+// clerk_updated_at rowAt: Gone, Unchanged or Stale when a snapshot at
+// snapAt must not be applied, "" when it must. A live row dated beyond
+// bound orders nothing (rule 11): any other snapshot replaces it.
+func orderVerdict(exists, deleted bool, rowAt, snapAt, bound int64) Outcome {
 	switch {
 	case !exists:
 		return ""
@@ -244,7 +251,7 @@ func orderVerdict(exists, deleted bool, rowAt, snapAt int64) Outcome {
 		return Gone
 	case snapAt == rowAt:
 		return Unchanged
-	case snapAt < rowAt:
+	case snapAt < rowAt && rowAt <= bound:
 		return Stale
 	}
 	return ""
@@ -262,7 +269,7 @@ func (st *state) takeEmail(u *userState, s Snapshot, at time.Time) *string {
 		return s.Email
 	}
 	holder := st.users[holderID]
-	if outranks(holder, s) {
+	if outranks(holder, s, st.bound) {
 		return nil
 	}
 	st.setEmail(holder, nil)
@@ -274,8 +281,12 @@ func (st *state) takeEmail(u *userState, s Snapshot, at time.Time) *string {
 
 // outranks reports whether a live row holding the snapshot's email keeps it
 // (rule 3): the larger clerk_updated_at wins, and on a tie the larger id, so
-// the result does not depend on arrival order.
-func outranks(holder *userState, s Snapshot) bool {
+// the result does not depend on arrival order. A holder dated beyond bound
+// keeps nothing (rule 11).
+func outranks(holder *userState, s Snapshot, bound int64) bool {
+	if holder.updatedAt > bound {
+		return false
+	}
 	if holder.updatedAt != s.UpdatedAt {
 		return holder.updatedAt > s.UpdatedAt
 	}
@@ -333,7 +344,7 @@ func (st *state) write(tx *gorm.DB, at time.Time) error {
 	dialect := DialectOf(tx)
 	releaseEmails(&write, dialect, release, at)
 	for g, group := range rows {
-		upsertUsers(&write, dialect, group, g == 1)
+		upsertUsers(&write, dialect, group, g == 1, st.bound)
 	}
 	return write.sendAtCommit(tx)
 }

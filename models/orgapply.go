@@ -69,8 +69,9 @@ func applyOrgChanges(tx *gorm.DB, changes []OrgChange, src Source, at time.Time)
 
 // orgState is the rows a batch of changes reads and writes.
 type orgState struct {
-	src Source
-	at  time.Time
+	src   Source
+	at    time.Time
+	bound int64 // the largest clerk_updated_at that orders the batch's snapshots (rule 11)
 
 	orgs      map[string]*orgRow
 	mems      map[string]*memRow
@@ -104,11 +105,12 @@ func (st *orgState) apply(c OrgChange) Outcome {
 	return Unchanged
 }
 
-// applyOrg is rule 8 for a snapshot: newest wins, tombstones are final,
-// tier only from a valid public_metadata.tier (rule 4).
+// applyOrg is rule 8 for a snapshot: newest wins (a row dated beyond the
+// bound yields, rule 11), tombstones are final, tier only from a valid
+// public_metadata.tier (rule 4).
 func (st *orgState) applyOrg(s OrgSnapshot) Outcome {
 	r := st.orgs[s.ID]
-	if v := orderVerdict(r != nil, r != nil && r.Deleted(), rowAt(r), s.UpdatedAt); v != "" {
+	if v := orderVerdict(r != nil, r != nil && r.Deleted(), rowAt(r), s.UpdatedAt, st.bound); v != "" {
 		return v
 	}
 	outcome := Updated
@@ -168,7 +170,7 @@ func (st *orgState) touchOrg(r *orgRow) {
 func (st *orgState) applyMembership(s MembershipSnapshot) Outcome {
 	r := st.mems[s.ID]
 	if r != nil {
-		if v := orderVerdict(true, r.Deleted(), r.ClerkUpdatedAt, s.UpdatedAt); v != "" {
+		if v := orderVerdict(true, r.Deleted(), r.ClerkUpdatedAt, s.UpdatedAt, st.bound); v != "" {
 			return v
 		}
 	}
@@ -341,7 +343,7 @@ const (
 // membership of their users (rule 10 and pruning) and of organizations being
 // deleted (the cascade), and which of their users are tombstones.
 func loadOrgState(tx *gorm.DB, k orgKeys, src Source, at time.Time) (*orgState, error) {
-	st := &orgState{src: src, at: at, orgs: map[string]*orgRow{}, mems: map[string]*memRow{},
+	st := &orgState{src: src, at: at, bound: orderBound(src, at), orgs: map[string]*orgRow{}, mems: map[string]*memRow{},
 		byUser: map[string][]*memRow{}, deadUsers: map[string]bool{}}
 	var orgs []Organization
 	if len(k.orgs) > 0 {

@@ -57,27 +57,34 @@ var releaseSQL = map[Dialect]string{
 }
 
 // upsertSet is what a written row overwrites. created_at never changes; a
-// tombstone keeps synced_at and the larger clerk_updated_at; tier is
-// written only in the form for snapshots that name one (rule 4).
-func upsertSet(withTier bool, greatest string) string {
+// tombstone keeps synced_at and the larger clerk_updated_at, unless the
+// row's is dated beyond the bound; tier is written only in the form for
+// snapshots that name one (rule 4). bound is the placeholder of the
+// largest clerk_updated_at that outranks the rows written (rule 11; the
+// largest bigint for a webhook).
+func upsertSet(withTier bool, greatest, bound string) string {
 	set := `email = excluded.email, first_name = excluded.first_name, last_name = excluded.last_name,
 		image_url = excluded.image_url, username = excluded.username, phone_number = excluded.phone_number,
 		email_verified = excluded.email_verified, raw_json = excluded.raw_json, deleted_at = excluded.deleted_at,
-		clerk_updated_at = ` + greatest + `(users.clerk_updated_at, excluded.clerk_updated_at),
+		clerk_updated_at = CASE WHEN excluded.deleted_at IS NULL OR users.clerk_updated_at > ` + bound + `
+			THEN excluded.clerk_updated_at ELSE ` + greatest + `(users.clerk_updated_at, excluded.clerk_updated_at) END,
 		updated_at = excluded.updated_at, sync_source = excluded.sync_source,
 		synced_at = COALESCE(excluded.synced_at, users.synced_at)`
 	if withTier {
 		set += `, tier = excluded.tier`
 	}
 	// Rules 1, 5 and 7: only a newer snapshot, or a deletion, changes a
-	// live row; nothing changes a tombstone.
+	// live row; nothing changes a tombstone. Rule 11: a row dated beyond
+	// the bound takes any other snapshot.
 	return set + `
 		WHERE users.deleted_at IS NULL
-		AND (users.clerk_updated_at < excluded.clerk_updated_at OR excluded.deleted_at IS NOT NULL)`
+		AND (users.clerk_updated_at < excluded.clerk_updated_at OR excluded.deleted_at IS NOT NULL
+			OR (users.clerk_updated_at > ` + bound + ` AND users.clerk_updated_at <> excluded.clerk_updated_at))`
 }
 
 // pgUpsertSQL writes rows passed as one array per column; $13 is the row
-// time, $14 the source, $15 how many rows it inserts (the others exist). As
+// time, $14 the source, $15 how many rows it inserts (the others exist),
+// $16 the bound of rule 11 (upsertSet). As
 // releaseSQL, it fails unless it wrote every row, and inserted those it
 // was meant to: a row another transaction inserted after the read is a
 // lost race too, so the change that meant to create it is decided again.
@@ -92,7 +99,7 @@ func pgUpsert(withTier bool) string {
 			$8::text[], $9::bigint[], $10::bool[], $11::bool[], $12::text[])
 			AS r(id, email, first_name, last_name, image_url, username, phone_number,
 			tier, clerk_updated_at, deleted, email_verified, raw_json)
-		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "GREATEST") + `
+		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "GREATEST", "$16::bigint") + `
 		RETURNING (xmax = 0) AS inserted)
 		SELECT usersync_written(count(*), cardinality($1::text[]), 'written'),
 			usersync_written(count(*) FILTER (WHERE inserted), $15, 'inserted')
@@ -100,7 +107,8 @@ func pgUpsert(withTier bool) string {
 }
 
 // sqliteUpsertSQL is the SQLite upsert for n rows (the VALUES list grows
-// with n), built once per row count.
+// with n), built once per row count. The bound of rule 11 follows the
+// rows' parameters, twice (upsertSet names it twice).
 func sqliteUpsertSQL(n int, withTier bool) string {
 	key := [2]int{n, 0}
 	if withTier {
@@ -111,7 +119,7 @@ func sqliteUpsertSQL(n int, withTier bool) string {
 	}
 	row := "(" + strings.Repeat("?, ", 15) + "?)"
 	s := `INSERT INTO users (` + userColumns + `) VALUES ` + strings.Repeat(row+", ", n-1) + row + `
-		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "max") + `
+		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "max", "?") + `
 		RETURNING id`
 	sqliteUpserts.Store(key, s)
 	return s
@@ -237,16 +245,16 @@ func checkWritten(dialect Dialect, want int) func(rows) error {
 // with errRaced unless each was written as decided (a row another
 // transaction changed after the read is not, and the transaction then runs
 // again to see it).
-func upsertUsers(r *round, dialect Dialect, group []*userState, withTier bool) {
+func upsertUsers(r *round, dialect Dialect, group []*userState, withTier bool, bound int64) {
 	if len(group) == 0 {
 		return
 	}
-	sql, args := pgUpsertSQL[0], pgUpsertArgs(group)
+	sql, args := pgUpsertSQL[0], pgUpsertArgs(group, bound)
 	if withTier {
 		sql = pgUpsertSQL[1]
 	}
 	if dialect == SQLite {
-		sql, args = sqliteUpsertSQL(len(group), withTier), sqliteUpsertArgs(group)
+		sql, args = sqliteUpsertSQL(len(group), withTier), sqliteUpsertArgs(group, bound)
 	}
 	r.add(statement{
 		name: fmt.Sprintf("upsert %d users", len(group)), sql: sql, args: args,
@@ -254,7 +262,7 @@ func upsertUsers(r *round, dialect Dialect, group []*userState, withTier bool) {
 	})
 }
 
-func pgUpsertArgs(group []*userState) []any {
+func pgUpsertArgs(group []*userState, bound int64) []any {
 	n := len(group)
 	ids, tiers := make([]string, n), make([]string, n)
 	var text [6][]*string // email, first_name, last_name, image_url, username, phone_number
@@ -276,18 +284,18 @@ func pgUpsertArgs(group []*userState) []any {
 		deleted[i], verified[i], raw[i] = r.DeletedAt != nil, r.EmailVerified, r.RawJSON
 	}
 	return []any{ids, text[0], text[1], text[2], text[3], text[4], text[5], tiers, versions, deleted, verified,
-		raw, group[0].row.UpdatedAt, string(group[0].row.SyncSource), inserts}
+		raw, group[0].row.UpdatedAt, string(group[0].row.SyncSource), inserts, bound}
 }
 
-func sqliteUpsertArgs(group []*userState) []any {
-	args := make([]any, 0, 16*len(group))
+func sqliteUpsertArgs(group []*userState, bound int64) []any {
+	args := make([]any, 0, 16*len(group)+2)
 	for _, u := range group {
 		r := u.row
 		args = append(args, r.ID, r.Email, r.FirstName, r.LastName, r.ImageURL, r.Username, r.PhoneNumber, r.Tier,
 			r.ClerkUpdatedAt, r.CreatedAt, r.UpdatedAt, r.DeletedAt, string(r.SyncSource), r.EmailVerified, r.RawJSON,
 			r.SyncedAt)
 	}
-	return args
+	return append(args, bound, bound)
 }
 
 // translate maps a driver error to GORM's (gorm.ErrDuplicatedKey, ...), as
