@@ -21,7 +21,7 @@ type Metrics struct {
 	registry *prometheus.Registry
 
 	// WebhookEvents counts deliveries by Clerk event type and outcome
-	// (applied, stale, duplicate, ignored, invalid_signature, invalid_event,
+	// (applied, stale, duplicate, ignored, invalid_signature, invalid_event, future_timestamp,
 	// too_large, error).
 	WebhookEvents *prometheus.CounterVec
 	// LoginSyncs counts /api/user/sync answers by outcome.
