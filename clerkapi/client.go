@@ -30,8 +30,8 @@ var (
 	ErrRejected = fmt.Errorf("%w: request rejected", ErrUnavailable)
 )
 
-// Retryable reports whether asking again may succeed: a 429, a 5xx, or no
-// answer at all.
+// Retryable reports whether asking again may succeed: a 429, a 5xx, no
+// answer at all, or no budget left in time (ErrThrottled).
 func Retryable(err error) bool {
 	return errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrRejected)
 }
@@ -44,11 +44,20 @@ type Client struct {
 	backend clerk.Backend
 	users   *user.Client
 	jwks    *jwks.Client
+	budget  *Budget // nil: unlimited
 }
 
+// Option configures a Client.
+type Option func(*Client)
+
+// WithBudget makes every call of the client spend from b, the budget of
+// the whole process (one per process, shared by every client in it).
+func WithBudget(b *Budget) Option { return func(c *Client) { c.budget = b } }
+
 // NewClient returns a client for apiURL (without /v1) authenticated with
-// secretKey. httpClient may be nil for one with CallTimeout.
-func NewClient(apiURL, secretKey string, httpClient *http.Client) *Client {
+// secretKey. httpClient may be nil for one with CallTimeout. Without
+// WithBudget the client's calls are not rate limited.
+func NewClient(apiURL, secretKey string, httpClient *http.Client, opts ...Option) *Client {
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: CallTimeout}
 	}
@@ -58,15 +67,41 @@ func NewClient(apiURL, secretKey string, httpClient *http.Client) *Client {
 		Key:        clerk.String(secretKey),
 	}}
 	backend := clerk.NewBackend(&cfg.BackendConfig)
-	return &Client{backend: backend, users: &user.Client{Backend: backend}, jwks: &jwks.Client{Backend: backend}}
+	c := &Client{backend: backend, users: &user.Client{Backend: backend}, jwks: &jwks.Client{Backend: backend}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// do makes one Backend API request, send, once the budget allows it (the
+// wait comes before send, so it is not part of the HTTP client's timeout),
+// and classifies its error. A 429 pauses the budget for every caller.
+func (c *Client) do(ctx context.Context, op string, notFound error, send func() error) error {
+	if err := c.budget.wait(ctx); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	err := send()
+	if err == nil {
+		return nil
+	}
+	err = classify(err, op, notFound)
+	if errors.Is(err, ErrRateLimited) {
+		c.budget.pause(RetryAfter(err))
+	}
+	return err
 }
 
 // GetUser fetches GET /v1/users/{id} and maps it to a snapshot, keeping the
 // response bytes as its raw JSON.
 func (c *Client) GetUser(ctx context.Context, id string) (models.Snapshot, error) {
-	u, err := c.users.Get(ctx, id)
+	var u *clerk.User
+	err := c.do(ctx, "get user", ErrUserNotFound, func() (err error) {
+		u, err = c.users.Get(ctx, id)
+		return err
+	})
 	if err != nil {
-		return models.Snapshot{}, classify(err, "get user", ErrUserNotFound)
+		return models.Snapshot{}, err
 	}
 	if u.Response == nil {
 		return models.Snapshot{}, fmt.Errorf("get user: %w: empty response", ErrUnavailable)
@@ -76,9 +111,13 @@ func (c *Client) GetUser(ctx context.Context, id string) (models.Snapshot, error
 
 // JWKS fetches the instance's JSON Web Key Set.
 func (c *Client) JWKS(ctx context.Context) (*clerk.JSONWebKeySet, error) {
-	set, err := c.jwks.Get(ctx, &jwks.GetParams{})
+	var set *clerk.JSONWebKeySet
+	err := c.do(ctx, "get JWKS", nil, func() (err error) {
+		set, err = c.jwks.Get(ctx, &jwks.GetParams{})
+		return err
+	})
 	if err != nil {
-		return nil, classify(err, "get JWKS", nil)
+		return nil, err
 	}
 	return set, nil
 }
@@ -113,8 +152,8 @@ func (c *Client) ListUsers(ctx context.Context, offset, limit int) (Page, error)
 	req := clerk.NewAPIRequest(http.MethodGet, "/users")
 	req.SetParams(params)
 	var raw rawUsers
-	if err := c.backend.Call(ctx, req, &raw); err != nil {
-		return Page{}, classify(err, "list users", nil)
+	if err := c.do(ctx, "list users", nil, func() error { return c.backend.Call(ctx, req, &raw) }); err != nil {
+		return Page{}, err
 	}
 	page := Page{Size: len(raw.users), Snapshots: make([]models.Snapshot, 0, len(raw.users))}
 	for _, u := range raw.users {
@@ -130,9 +169,13 @@ func (c *Client) ListUsers(ctx context.Context, offset, limit int) (Page, error)
 
 // CountUsers asks GET /v1/users/count once, for progress reporting.
 func (c *Client) CountUsers(ctx context.Context) (int, error) {
-	n, err := c.users.Count(ctx, &user.ListParams{})
+	var n *user.TotalCount
+	err := c.do(ctx, "count users", nil, func() (err error) {
+		n, err = c.users.Count(ctx, &user.ListParams{})
+		return err
+	})
 	if err != nil {
-		return 0, classify(err, "count users", nil)
+		return 0, err
 	}
 	return int(n.TotalCount), nil
 }

@@ -105,10 +105,7 @@ func (c *Client) ListUserMemberships(ctx context.Context, userID string) ([]mode
 func (c *Client) GetOrganization(ctx context.Context, id string) error {
 	req := clerk.NewAPIRequest(http.MethodGet, "/organizations/"+url.PathEscape(id))
 	var raw rawObject
-	if err := c.backend.Call(ctx, req, &raw); err != nil {
-		return classify(err, "get organization", ErrOrganizationNotFound)
-	}
-	return nil
+	return c.do(ctx, "get organization", ErrOrganizationNotFound, func() error { return c.backend.Call(ctx, req, &raw) })
 }
 
 type rawObject struct {
@@ -119,8 +116,8 @@ func (c *Client) list(ctx context.Context, path string, params clerk.Params, op 
 	req := clerk.NewAPIRequest(http.MethodGet, path)
 	req.SetParams(params)
 	list := &rawList{}
-	if err := c.backend.Call(ctx, req, list); err != nil {
-		return nil, classify(err, op, notFound)
+	if err := c.do(ctx, op, notFound, func() error { return c.backend.Call(ctx, req, list) }); err != nil {
+		return nil, err
 	}
 	return list, nil
 }

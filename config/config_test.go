@@ -47,6 +47,9 @@ func TestLoadDefaults(t *testing.T) {
 		SyncRateLimit:          config.RateLimit{Requests: 5, Per: time.Minute},
 		LogLevel:               slog.LevelInfo,
 		LogFormat:              "json",
+		ReconcileInterval:      5 * time.Minute,
+		FullReconcileInterval:  24 * time.Hour,
+		ClerkAPIRate:           config.RateLimit{Requests: 5, Per: time.Second},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -68,6 +71,7 @@ func TestLoadValues(t *testing.T) {
 		"SYNC_FRESHNESS":               "0",
 		"WEBHOOK_EVENTS_RETENTION":     "72h",
 		"SYNC_RATE_LIMIT":              "10/30s",
+		"CLERK_API_RATE":               "20/2s",
 		"LOG_LEVEL":                    "debug",
 		"LOG_FORMAT":                   "text",
 	})
@@ -90,6 +94,9 @@ func TestLoadValues(t *testing.T) {
 		CORSAllowedOrigins:     []string{"https://a.example", "https://b.example"},
 		LogLevel:               slog.LevelDebug,
 		LogFormat:              "text",
+		ReconcileInterval:      5 * time.Minute,
+		FullReconcileInterval:  24 * time.Hour,
+		ClerkAPIRate:           config.RateLimit{Requests: 20, Per: 2 * time.Second},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -147,6 +154,44 @@ func TestLoadSmallCases(t *testing.T) {
 			}
 			if !tc.check(c) {
 				t.Errorf("unexpected config: %+v", c)
+			}
+		})
+	}
+}
+
+// CLERK_API_RATE defaults to half the documented limit of the key's
+// instance (production 1,000 per 10 s, development 100); a value that is
+// not N/DURATION with N and DURATION positive is an error naming it.
+func TestLoadClerkAPIRate(t *testing.T) {
+	cases := []struct {
+		key, value string
+		want       config.RateLimit
+		err        string
+	}{
+		{key: "sk_live_x", want: config.RateLimit{Requests: 50, Per: time.Second}},
+		{key: "sk_test_x", want: config.RateLimit{Requests: 5, Per: time.Second}},
+		{key: "", want: config.RateLimit{Requests: 5, Per: time.Second}},
+		{key: "sk_live_x", value: "1000/10s", want: config.RateLimit{Requests: 1000, Per: 10 * time.Second}},
+		{key: "sk_test_x", value: " 1/10s ", want: config.RateLimit{Requests: 1, Per: 10 * time.Second}},
+		{key: "sk_live_x", value: "0", err: `CLERK_API_RATE: "0" is not N/DURATION such as 50/1s`},
+		{value: "0/1s", err: `CLERK_API_RATE: "0/1s" is not N/DURATION such as 50/1s`},
+		{value: "-5/1s", err: `CLERK_API_RATE: "-5/1s" is not N/DURATION such as 50/1s`},
+		{value: "50", err: `CLERK_API_RATE: "50" is not N/DURATION such as 50/1s`},
+		{value: "50/0s", err: `CLERK_API_RATE: "50/0s" is not N/DURATION such as 50/1s`},
+		{value: "50/-1s", err: `CLERK_API_RATE: "50/-1s" is not N/DURATION such as 50/1s`},
+		{value: "fifty/1s", err: `CLERK_API_RATE: "fifty/1s" is not N/DURATION such as 50/1s`},
+		{value: "50/second", err: `CLERK_API_RATE: "50/second" is not N/DURATION such as 50/1s`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.key+" "+tc.value, func(t *testing.T) {
+			c, err := load(map[string]string{"CLERK_SECRET_KEY": tc.key, "CLERK_API_RATE": tc.value})
+			switch {
+			case tc.err != "" && (err == nil || err.Error() != tc.err):
+				t.Fatalf("error = %v, want %q", err, tc.err)
+			case tc.err == "" && err != nil:
+				t.Fatal(err)
+			case tc.err == "" && c.ClerkAPIRate != tc.want:
+				t.Errorf("ClerkAPIRate = %+v, want %+v", c.ClerkAPIRate, tc.want)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/usersync/usersync/clerkapi"
@@ -17,7 +16,7 @@ func (s *server) syncMemberships(ctx context.Context, userID string) error {
 	started := time.Now()
 	mems, err := s.Clerk.ListUserMemberships(ctx, userID)
 	if err != nil {
-		return fail(http.StatusBadGateway, "Clerk Backend API unavailable, retry later", err)
+		return clerkFailed(err)
 	}
 	keep := make(map[string]bool, len(mems))
 	var changes []models.OrgChange

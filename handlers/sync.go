@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +30,9 @@ func (s *server) syncUser(c echo.Context) error {
 	outcome, profile, err := s.sync(c)
 	label := outcome
 	switch {
+	case errors.Is(err, clerkapi.ErrThrottled):
+		label = "clerk_throttled" // refused before calling Clerk
+		setRetryAfter(c, clerkapi.RetryAfter(err))
 	case errors.Is(err, clerkapi.ErrKeysUnavailable):
 		label = "clerk_held_off" // answered without calling Clerk
 	case err != nil:
@@ -89,6 +92,8 @@ func (s *server) authenticate(c echo.Context) (string, error) {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "", err // the caller hung up or ran out of time waiting for the JWKS
+	case errors.Is(err, clerkapi.ErrThrottled):
+		return "", clerkFailed(err)
 	case errors.Is(err, clerkapi.ErrKeysUnavailable):
 		// Held off without calling Clerk: the failed fetch itself was
 		// logged as an error; logging each of these too would let anyone
@@ -155,9 +160,13 @@ func (s *server) limitUser(c echo.Context, userID string) error {
 	if ok, _ := s.syncLimiter.Allow(userID); ok {
 		return nil
 	}
-	retry := math.Ceil(1 / float64(s.SyncRate))
-	c.Response().Header().Set("Retry-After", fmt.Sprint(max(1, int(retry))))
+	setRetryAfter(c, time.Duration(float64(time.Second)/float64(s.SyncRate)))
 	return fail(http.StatusTooManyRequests, "too many sync requests for this user, retry later", nil)
+}
+
+// setRetryAfter tells the client to wait d, in whole seconds, at least 1.
+func setRetryAfter(c echo.Context, d time.Duration) {
+	c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
 }
 
 // checkBodyUserID reads the optional body; of the seed's fields only userId
@@ -184,6 +193,7 @@ func (s *server) checkBodyUserID(c echo.Context, userID string) error {
 // fetches the user and their memberships from Clerk, applies them through
 // the one write path, and reads the profile again.
 func (s *server) syncFromClerk(ctx context.Context, userID string) (string, models.Profile, error) {
+	ctx = clerkapi.WithMaxBudgetWait(ctx, loginBudgetWait)
 	profile, err := s.findProfile(ctx, userID)
 	switch {
 	case errors.Is(err, models.ErrNotFound):
@@ -199,7 +209,7 @@ func (s *server) syncFromClerk(ctx context.Context, userID string) (string, mode
 	case errors.Is(err, clerkapi.ErrUserNotFound):
 		return "", profile, errGone
 	case err != nil:
-		return "", profile, fail(http.StatusBadGateway, "Clerk Backend API unavailable, retry later", err)
+		return "", profile, clerkFailed(err)
 	}
 	outcome, err := s.applySnapshot(ctx, snap)
 	if err != nil {
@@ -216,6 +226,22 @@ func (s *server) syncFromClerk(ctx context.Context, userID string) (string, mode
 }
 
 var errGone = fail(http.StatusGone, "user was deleted in Clerk", nil)
+
+// loginBudgetWait bounds how long each Clerk call of a login sync waits for
+// the process's Backend API budget: well under RequestTimeout, so that
+// while reconcile or a 429 pause holds the budget, logins are answered 503
+// at once instead of piling up.
+const loginBudgetWait = 2 * time.Second
+
+// clerkFailed is the answer to a failed Backend API call: 503 when this
+// process's budget for Clerk ran out (Clerk was not called; syncUser adds
+// Retry-After), else 502.
+func clerkFailed(err error) error {
+	if errors.Is(err, clerkapi.ErrThrottled) {
+		return &apiError{status: http.StatusServiceUnavailable, message: "Clerk request budget exhausted, retry later", cause: err, quiet: true}
+	}
+	return fail(http.StatusBadGateway, "Clerk Backend API unavailable, retry later", err)
+}
 
 func (s *server) findProfile(ctx context.Context, id string) (models.Profile, error) {
 	ctx, cancel := context.WithTimeout(ctx, DBTimeout)

@@ -28,6 +28,10 @@ type Metrics struct {
 	LoginSyncs *prometheus.CounterVec
 	// ClerkRequests counts Backend API calls by operation and status class.
 	ClerkRequests *prometheus.CounterVec
+	// ClerkThrottled counts Backend API calls refused, unsent, because the
+	// process's budget (CLERK_API_RATE, or a 429's pause) had nothing left
+	// before the caller's deadline.
+	ClerkThrottled prometheus.Counter
 	// Upserts counts what the one upsert did, by source and outcome.
 	Upserts *prometheus.CounterVec
 	// HTTPDuration is request latency by route, method and status.
@@ -72,6 +76,10 @@ func New(version string) *Metrics {
 		ClerkRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersync_clerk_api_requests_total", Help: "Clerk Backend API calls by operation and status class.",
 		}, []string{"operation", "status"}),
+		ClerkThrottled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "usersync_clerk_api_throttled_total",
+			Help: "Clerk Backend API calls not sent: the process's request budget had nothing left in time.",
+		}),
 		Upserts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersync_upserts_total", Help: "Snapshots applied through the one upsert, by source and outcome.",
 		}, []string{"source", "outcome"}),
@@ -116,7 +124,7 @@ func New(version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	buildInfo.Set(1)
-	m.registry.MustRegister(m.WebhookEvents, m.LoginSyncs, m.ClerkRequests, m.Upserts, m.HTTPDuration, buildInfo,
+	m.registry.MustRegister(m.WebhookEvents, m.LoginSyncs, m.ClerkRequests, m.ClerkThrottled, m.Upserts, m.HTTPDuration, buildInfo,
 		m.WebhookEventsDeleted, m.RetentionLastSuccess,
 		m.ReconcileRepaired, m.ReconcilePasses, m.ReconcileLastSuccess, m.ReconcileInterval, m.WebhookLastApplied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -67,7 +67,10 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	if f, ok := stderr.(*os.File); ok {
 		terminal = isatty.IsTerminal(f.Fd())
 	}
-	sum, err := backfill.Run(ctx, db, clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, nil), backfill.Options{
+	// No deadline: backfill waits for budget rather than being refused.
+	budget := clerkapi.NewBudget(cfg.ClerkAPIRate.Requests, cfg.ClerkAPIRate.Per, nil)
+	client := clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, nil, clerkapi.WithBudget(budget))
+	sum, err := backfill.Run(ctx, db, client, backfill.Options{
 		PageSize: *pageSize, DryRun: *dryRun, Prune: *prune, Retry: backfill.DefaultRetry, Log: log,
 		Progress: backfill.NewProgress(stderr, log, terminal, 5*time.Second),
 	})

@@ -120,7 +120,12 @@ func clerkDeps(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*clerka
 		return nil, nil, nil
 	}
 	httpClient := &http.Client{Timeout: clerkapi.CallTimeout, Transport: m.ClerkTransport(http.DefaultTransport)}
-	client := clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, httpClient)
+	// One budget, one client per process: whatever else calls Clerk in
+	// serve must use this client, so all calls share CLERK_API_RATE.
+	apiRate := cfg.ClerkAPIRate
+	budget := clerkapi.NewBudget(apiRate.Requests, apiRate.Per, m.ClerkThrottled.Inc)
+	client := clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, httpClient, clerkapi.WithBudget(budget))
+	log.Info("Clerk Backend API budget", "clerk_api_rate", fmt.Sprintf("%d/%s", apiRate.Requests, apiRate.Per))
 	sessions, err := clerkapi.NewSessionVerifier(clerkapi.SessionConfig{
 		JWTKey: cfg.ClerkJWTKey, Client: client, Issuer: cfg.Issuer, AuthorizedParties: cfg.AuthorizedParties,
 	})
