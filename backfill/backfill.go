@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -18,6 +20,7 @@ import (
 // Clerk is the part of the Backend API a backfill uses.
 type Clerk interface {
 	ListUsers(ctx context.Context, offset, limit int) (clerkapi.Page, error)
+	ListRecentUsers(ctx context.Context, offset, limit int) (clerkapi.Page, error)
 	CountUsers(ctx context.Context) (int, error)
 	GetUser(ctx context.Context, id string) (models.Snapshot, error)
 	ListOrganizations(ctx context.Context, offset, limit int) (clerkapi.OrgPage, error)
@@ -33,6 +36,15 @@ type Options struct {
 	Retry    Retry
 	Progress *Progress // nil: no progress output
 	Log      *slog.Logger
+	// Source is the sync_source written (backfill unless set).
+	Source models.Source
+	// Parallel is how many Clerk requests a listing or the prune's
+	// confirmations have in flight (DefaultParallel unless set).
+	Parallel int
+	// Observe, when set, is told every object's outcome as it is committed
+	// (and each pruned one as Deleted), by table: users, organizations or
+	// memberships. Reconcile counts and logs what it repaired with it.
+	Observe func(table, id string, o models.Outcome)
 	// Sleep waits between retries; nil sleeps (tests record the waits).
 	Sleep func(ctx context.Context, d time.Duration) error
 }
@@ -109,11 +121,7 @@ var ErrIncomplete = errors.New("backfill incomplete")
 // then does the same for organizations and memberships. Pruning runs only
 // when the listing it prunes by completed without any error.
 func Run(ctx context.Context, db *gorm.DB, clerk Clerk, opts Options) (Summary, error) {
-	r := runner{db: db, clerk: clerk, opts: opts, listed: map[string]struct{}{},
-		listedOrgs: map[string]struct{}{}, listedMems: map[string]struct{}{}}
-	if r.opts.Log == nil {
-		r.opts.Log = slog.New(slog.DiscardHandler)
-	}
+	r := newRunner(db, clerk, opts)
 	start := time.Now()
 	if opts.Progress != nil {
 		var total int
@@ -123,6 +131,8 @@ func Run(ctx context.Context, db *gorm.DB, clerk Clerk, opts Options) (Summary, 
 		})
 		if err != nil {
 			r.opts.Log.Warn("could not count users; progress shows no total", "err", err)
+		} else {
+			r.userCount.Store(int64(total))
 		}
 		opts.Progress.Start(total)
 	}
@@ -147,6 +157,32 @@ func Run(ctx context.Context, db *gorm.DB, clerk Clerk, opts Options) (Summary, 
 	return r.sum, err
 }
 
+func newRunner(db *gorm.DB, clerk Clerk, opts Options) *runner {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Source == "" {
+		opts.Source = models.SourceBackfill
+	}
+	if opts.Parallel < 1 {
+		opts.Parallel = DefaultParallel
+	}
+	if opts.PageSize < 1 {
+		opts.PageSize = clerkapi.MaxPageSize
+	}
+	r := &runner{db: db, clerk: clerk, opts: opts, listed: map[string]struct{}{},
+		listedOrgs: map[string]struct{}{}, listedMems: map[string]struct{}{}}
+	r.userCount.Store(-1)
+	return r
+}
+
+// observe passes outcomes on to Options.Observe.
+func (r *runner) observe(table, id string, o models.Outcome) {
+	if r.opts.Observe != nil && !r.opts.DryRun {
+		r.opts.Observe(table, id, o)
+	}
+}
+
 type runner struct {
 	db     *gorm.DB
 	clerk  Clerk
@@ -155,18 +191,29 @@ type runner struct {
 	listed map[string]struct{} // ids seen in the listing, for pruning
 
 	listedOrgs, listedMems map[string]struct{}
+	userCount              atomic.Int64 // from GET /v1/users/count, or -1
 }
 
-// importAll overlaps listing and writing: a goroutine fetches pages into a
-// one-page buffer while this one applies them.
+// importAll overlaps listing and writing: pages are fetched several at a
+// time while this goroutine applies them in listing order.
 func (r *runner) importAll(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pages := make(chan clerkapi.Page, 1)
+	pages := make(chan clerkapi.Page, r.opts.Parallel)
 	listed := make(chan error, 1)
+	if r.userCount.Load() < 0 && r.opts.Parallel > 1 {
+		// The count, asked beside the first page, bounds how many pages are
+		// requested at once: without it, up to Parallel-1 requests would
+		// ask for pages past the end.
+		go func() {
+			if n, err := r.clerk.CountUsers(ctx); err == nil {
+				r.userCount.Store(int64(n))
+			}
+		}()
+	}
 	go func() {
 		defer close(pages)
-		listed <- r.list(ctx, pages)
+		listed <- fetchPages(ctx, r.opts.Parallel, r.opts.PageSize, r.fetchUsers, pages)
 	}()
 	for page := range pages {
 		if err := r.apply(ctx, page); err != nil {
@@ -182,27 +229,14 @@ func (r *runner) importAll(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) list(ctx context.Context, pages chan<- clerkapi.Page) error {
-	for offset := 0; ; {
-		var page clerkapi.Page
-		err := r.withRetry(ctx, "list users", func() error {
-			var err error
-			page, err = r.clerk.ListUsers(ctx, offset, r.opts.PageSize)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		select {
-		case pages <- page:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if page.Size < r.opts.PageSize {
-			return nil
-		}
-		offset += page.Size
-	}
+// fetchUsers fetches one page of users; the listing's total is the count
+// asked for the progress display, if it was.
+func (r *runner) fetchUsers(ctx context.Context, offset int) (page clerkapi.Page, size, total int, err error) {
+	err = r.withRetry(ctx, "list users", func() error {
+		page, err = r.clerk.ListUsers(ctx, offset, r.opts.PageSize)
+		return err
+	})
+	return page, page.Size, int(r.userCount.Load()), err
 }
 
 func (r *runner) apply(ctx context.Context, page clerkapi.Page) error {
@@ -218,12 +252,13 @@ func (r *runner) apply(ctx context.Context, page clerkapi.Page) error {
 	if r.opts.DryRun {
 		applyFn = models.DryRunSnapshots
 	}
-	outcomes, err := applyFn(ctx, r.db, page.Snapshots, models.SourceBackfill)
+	outcomes, err := applyFn(ctx, r.db, page.Snapshots, r.opts.Source)
 	if err != nil {
 		return err
 	}
-	for _, o := range outcomes {
+	for i, o := range outcomes {
 		r.sum.count(o)
+		r.observe("users", page.Snapshots[i].ID, o)
 	}
 	if r.opts.Progress != nil {
 		r.opts.Progress.Update(r.sum.Listed)
@@ -245,34 +280,65 @@ func (r *runner) prune(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, id := range missing {
+	// The 404 confirmations run several at a time; the tombstones are
+	// written one by one, in this goroutine.
+	var mu sync.Mutex
+	var gone []string
+	err = eachParallel(ctx, r.opts.Parallel, missing, func(ctx context.Context, id string) error {
 		err := r.withRetry(ctx, "get user", func() error {
 			_, err := r.clerk.GetUser(ctx, id)
 			return err
 		})
+		mu.Lock()
+		defer mu.Unlock()
 		switch {
 		case errors.Is(err, clerkapi.ErrUserNotFound):
-			if err := r.tombstone(ctx, id); err != nil {
-				return err
-			}
+			gone = append(gone, id)
+		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			return err
 		case err != nil:
 			r.sum.Errors++
 			r.opts.Log.Error("could not confirm deletion", "user_id", id, "err", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The prune cap of contract section 9 decides here whether len(gone)
+	// rows may be tombstoned in one run.
+	return r.tombstone(ctx, gone)
+}
+
+// tombstone records that Clerk deleted the users ids (rule 5), up to
+// pruneChunk in one transaction.
+func (r *runner) tombstone(ctx context.Context, ids []string) error {
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), pruneChunk)]
+		ids = ids[len(chunk):]
+		changes := make([]models.Change, len(chunk))
+		for i, id := range chunk {
+			changes[i] = models.Change{Snapshot: models.Snapshot{ID: id}, Delete: true}
+		}
+		if !r.opts.DryRun {
+			outcomes, err := models.Apply(ctx, r.db, changes, r.opts.Source)
+			if err != nil {
+				return err
+			}
+			for i, o := range outcomes {
+				r.observe("users", chunk[i], o)
+			}
+		}
+		for _, id := range chunk {
+			r.opts.Log.Info("pruned", "user_id", id, "dry_run", r.opts.DryRun)
+		}
+		r.sum.Pruned += len(chunk)
 	}
 	return nil
 }
 
-func (r *runner) tombstone(ctx context.Context, id string) error {
-	if !r.opts.DryRun {
-		if _, err := models.Tombstone(ctx, r.db, id, models.SourceBackfill); err != nil {
-			return err
-		}
-	}
-	r.sum.Pruned++
-	r.opts.Log.Info("pruned", "user_id", id, "dry_run", r.opts.DryRun)
-	return nil
-}
+// pruneChunk is how many tombstones one prune transaction writes.
+const pruneChunk = 500
 
 // withRetry calls fn until it succeeds, fails for good, or the attempts
 // run out.

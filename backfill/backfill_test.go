@@ -169,7 +169,7 @@ func TestBackfillRateLimitedPagesComplete(t *testing.T) {
 		fake.FailNext(clerktest.OpListUsers, limited, ok, limited, limited, ok)
 		var waits []time.Duration
 		sleep := func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }
-		sum, err := run(t, db, fake, backfill.Options{Sleep: sleep})
+		sum, err := run(t, db, fake, backfill.Options{Sleep: sleep, Parallel: 1}) // one request at a time: FailNext's order
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +191,7 @@ func TestBackfillServerErrorsStopWithPagesCommitted(t *testing.T) {
 		fake, _ := seedClerk(t, 1300)
 		ok, broken := clerktest.Failure{}, clerktest.Failure{Status: 500}
 		fake.FailNext(clerktest.OpListUsers, ok, ok, broken, broken, broken, broken)
-		sum, err := run(t, db, fake, backfill.Options{PageSize: 400, Prune: true})
+		sum, err := run(t, db, fake, backfill.Options{PageSize: 400, Prune: true, Parallel: 1})
 		if !errors.Is(err, backfill.ErrIncomplete) {
 			t.Fatalf("err = %v, want ErrIncomplete", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/usersync/usersync/clerkapi"
@@ -72,20 +73,30 @@ func (r *runner) importOrgs(ctx context.Context) error {
 	return err
 }
 
-// importKind pages through one listing, fetching the next page while the
+// importKind pages through one listing, several pages in flight while the
 // current one is written.
 func (r *runner) importKind(ctx context.Context, kind string, fetch func(offset int) (orgPage, int, error),
 	counts *Counts, listed map[string]struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pages := make(chan orgPage, 1)
+	pages := make(chan orgPage, r.opts.Parallel)
 	done := make(chan error, 1)
+	fetchPage := func(ctx context.Context, offset int) (page orgPage, size, total int, err error) {
+		err = r.withRetry(ctx, "list "+kind, func() (err error) {
+			page, total, err = fetch(offset)
+			return err
+		})
+		if err == nil && offset == 0 && r.opts.Progress != nil {
+			r.opts.Progress.StartKind(kind, total)
+		}
+		return page, page.size, total, err
+	}
 	go func() {
 		defer close(pages)
-		done <- r.listKind(ctx, kind, fetch, pages)
+		done <- fetchPages(ctx, r.opts.Parallel, r.opts.PageSize, fetchPage, pages)
 	}()
 	for page := range pages {
-		if err := r.applyKind(ctx, page, counts, listed); err != nil {
+		if err := r.applyKind(ctx, kind, page, counts, listed); err != nil {
 			cancel()
 			for range pages {
 			}
@@ -98,33 +109,7 @@ func (r *runner) importKind(ctx context.Context, kind string, fetch func(offset 
 	return nil
 }
 
-func (r *runner) listKind(ctx context.Context, kind string, fetch func(int) (orgPage, int, error), pages chan<- orgPage) error {
-	for offset := 0; ; {
-		var page orgPage
-		var total int
-		err := r.withRetry(ctx, "list "+kind, func() (err error) {
-			page, total, err = fetch(offset)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		if offset == 0 && r.opts.Progress != nil {
-			r.opts.Progress.StartKind(kind, total)
-		}
-		select {
-		case pages <- page:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if page.size < r.opts.PageSize {
-			return nil
-		}
-		offset += page.size
-	}
-}
-
-func (r *runner) applyKind(ctx context.Context, page orgPage, counts *Counts, listed map[string]struct{}) error {
+func (r *runner) applyKind(ctx context.Context, kind string, page orgPage, counts *Counts, listed map[string]struct{}) error {
 	for _, err := range page.invalid {
 		counts.Errors++
 		r.opts.Log.Error("object could not be mapped", "err", err)
@@ -137,12 +122,13 @@ func (r *runner) applyKind(ctx context.Context, page orgPage, counts *Counts, li
 	if r.opts.DryRun {
 		applyFn = models.DryRunOrgChanges
 	}
-	outcomes, err := applyFn(ctx, r.db, page.changes, models.SourceBackfill)
+	outcomes, err := applyFn(ctx, r.db, page.changes, r.opts.Source)
 	if err != nil {
 		return err
 	}
-	for _, i := range page.own {
+	for j, i := range page.own {
 		counts.count(outcomes[i])
+		r.observe(kind, page.ids[j], outcomes[i])
 	}
 	if r.opts.Progress != nil {
 		r.opts.Progress.Update(counts.Listed)
@@ -168,18 +154,34 @@ func (r *runner) pruneOrgs(ctx context.Context, started time.Time) error {
 	if err != nil {
 		return err
 	}
-	for _, id := range missing {
+	var mu sync.Mutex
+	var deleted []string
+	err = eachParallel(ctx, r.opts.Parallel, missing, func(ctx context.Context, id string) error {
 		err := r.withRetry(ctx, "get organization", func() error { return r.clerk.GetOrganization(ctx, id) })
+		mu.Lock()
+		defer mu.Unlock()
 		switch {
 		case errors.Is(err, clerkapi.ErrOrganizationNotFound):
-			if err := r.applyPrune(ctx, models.OrgChange{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: id}}); err != nil {
-				return err
-			}
-			r.sum.Organizations.Pruned++
+			deleted = append(deleted, id)
+		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			return err
 		case err != nil:
 			r.sum.Organizations.Errors++
 			r.opts.Log.Error("could not confirm deletion", "organization_id", id, "err", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The prune cap of contract section 9 decides here, per table, whether
+	// these rows may be tombstoned in one run.
+	for _, id := range deleted {
+		if err := r.applyPrune(ctx, models.OrgChange{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: id}}); err != nil {
+			return err
+		}
+		r.sum.Organizations.Pruned++
+		r.observe("organizations", id, models.Deleted)
 	}
 	var gone []string
 	err = models.EachLiveMembershipID(ctx, r.db, clerkapi.ListedBefore(started), func(id string) error {
@@ -193,8 +195,11 @@ func (r *runner) pruneOrgs(ctx context.Context, started time.Time) error {
 	}
 	n := len(gone)
 	if !r.opts.DryRun {
-		if n, err = models.TombstoneMemberships(ctx, r.db, gone, models.SourceBackfill); err != nil {
+		if n, err = models.TombstoneMemberships(ctx, r.db, gone, r.opts.Source); err != nil {
 			return err
+		}
+		for _, id := range gone {
+			r.observe("memberships", id, models.Deleted)
 		}
 	}
 	r.sum.Memberships.Pruned += n
@@ -205,6 +210,6 @@ func (r *runner) applyPrune(ctx context.Context, c models.OrgChange) error {
 	if r.opts.DryRun {
 		return nil
 	}
-	_, err := models.ApplyOrgChanges(ctx, r.db, []models.OrgChange{c}, models.SourceBackfill)
+	_, err := models.ApplyOrgChanges(ctx, r.db, []models.OrgChange{c}, r.opts.Source)
 	return err
 }

@@ -113,7 +113,7 @@ func TestBackfillOrganizationsIncomplete(t *testing.T) {
 		seedOrgs(fake, 6, 2)
 		fake.FailNext(clerktest.OpListMemberships, clerktest.Failure{}, clerktest.Failure{Status: 500}, clerktest.Failure{Status: 500},
 			clerktest.Failure{Status: 500}, clerktest.Failure{Status: 500})
-		sum, err := run(t, db, fake, backfill.Options{PageSize: 5, Prune: true})
+		sum, err := run(t, db, fake, backfill.Options{PageSize: 5, Prune: true, Parallel: 1})
 		if err == nil || sum.Memberships.Listed != 5 || sum.Organizations.Created != 6 || sum.Memberships.Pruned != 0 {
 			t.Fatalf("run = %+v, %v; want an incomplete run with the first page of memberships", sum, err)
 		}

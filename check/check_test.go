@@ -63,7 +63,7 @@ func TestCheckPassesOnACorrectSetup(t *testing.T) {
 	for _, d := range modelstest.Dialects {
 		t.Run(string(d), func(t *testing.T) {
 			passed, out := runCheck(t, goodEnv(fake, migrated(t, d)))
-			if !passed || strings.Contains(out, "FAIL") || strings.Contains(out, "skip") || strings.Count(out, "\nok ") != 8 {
+			if !passed || strings.Contains(out, "FAIL") || strings.Contains(out, "skip") || strings.Count(out, "\nok ") != 10 {
 				t.Fatalf("check failed on a correct setup:\n%s", out)
 			}
 		})
@@ -77,7 +77,7 @@ func TestCheckPassesThroughPgBouncer(t *testing.T) {
 	fake := clerktest.New(t)
 	pooled := modelstest.PoolerURLFor(t, migrated(t, models.Postgres))
 	passed, out := runCheck(t, goodEnv(fake, pooled))
-	if !passed || strings.Contains(out, "FAIL") || strings.Count(out, "\nok ") != 8 {
+	if !passed || strings.Contains(out, "FAIL") || strings.Count(out, "\nok ") != 10 {
 		t.Fatalf("check failed through the pooler:\n%s", out)
 	}
 	if l := line(t, out, "connection"); !strings.Contains(l, "pooler") {
@@ -174,7 +174,8 @@ func TestCheckGrantsOnPostgres(t *testing.T) {
 
 	// Read-only on one table is still a failure, naming what is missing.
 	if err := owner.Exec("GRANT SELECT, INSERT, UPDATE, DELETE ON users TO " + role + "; GRANT SELECT ON webhook_events TO " + role +
-		"; GRANT SELECT, INSERT, UPDATE ON organizations, organization_memberships TO " + role).Error; err != nil {
+		"; GRANT SELECT, INSERT, UPDATE ON organizations, organization_memberships TO " + role +
+		"; GRANT SELECT, UPDATE ON reconcile_state TO " + role).Error; err != nil {
 		t.Fatal(err)
 	}
 	_, out = runCheck(t, env)
@@ -235,5 +236,36 @@ func TestConnectionLine(t *testing.T) {
 		if !strings.Contains(got, tc.want) {
 			t.Errorf("Connection(%s) = %q, want it to contain %q", tc.db.DSN, got, tc.want)
 		}
+	}
+}
+
+// check prints how long ago a webhook last changed a row and the last
+// successful reconcile pass began, and what reconcile is set to do.
+func TestCheckPrintsTheSyncAges(t *testing.T) {
+	fake := clerktest.New(t)
+	for _, d := range modelstest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			dsn := migrated(t, d)
+			db := modelstest.Open(t, d, strings.TrimPrefix(dsn, "sqlite://"))
+			now := time.Now()
+			db.Exec("UPDATE reconcile_state SET last_success_at = ?", now.Add(-2*time.Minute).UnixMilli())
+			db.Create(&models.WebhookEvent{SvixID: "msg_1", EventType: "user.updated", Outcome: "applied",
+				ReceivedAt: now.Add(-3 * time.Hour)})
+			db.Create(&models.WebhookEvent{SvixID: "msg_2", EventType: "user.updated", Outcome: "stale",
+				ReceivedAt: now.Add(-time.Minute)})
+			env := goodEnv(fake, dsn)
+			env["SYNC_RECONCILE_INTERVAL"] = "15s"
+			passed, out := runCheck(t, env)
+			if !passed {
+				t.Fatalf("check failed:\n%s", out)
+			}
+			if l := line(t, out, "last webhook"); !strings.HasSuffix(l, "a delivery last changed a row 3h0m0s ago") {
+				t.Errorf("last webhook line = %q", l)
+			}
+			want := "the last successful pass began 2m0s ago (every 15s, a full pass every 24h0m0s)"
+			if l := line(t, out, "reconcile"); !strings.HasSuffix(l, want) {
+				t.Errorf("reconcile line = %q, want it to end %q", l, want)
+			}
+		})
 	}
 }

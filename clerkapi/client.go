@@ -147,7 +147,18 @@ func (r *rawUsers) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &r.u
 // shifting the pages already read). It makes one request: the SDK's
 // user.List also asks for the total count every page.
 func (c *Client) ListUsers(ctx context.Context, offset, limit int) (Page, error) {
-	params := &user.ListParams{OrderBy: clerk.String("+created_at")}
+	return c.listUsers(ctx, "+created_at", offset, limit)
+}
+
+// ListRecentUsers fetches one page of users, most recently updated first:
+// what an incremental reconcile pass reads until it reaches users it has
+// already seen.
+func (c *Client) ListRecentUsers(ctx context.Context, offset, limit int) (Page, error) {
+	return c.listUsers(ctx, "-updated_at", offset, limit)
+}
+
+func (c *Client) listUsers(ctx context.Context, orderBy string, offset, limit int) (Page, error) {
+	params := &user.ListParams{OrderBy: clerk.String(orderBy)}
 	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
 	req := clerk.NewAPIRequest(http.MethodGet, "/users")
 	req.SetParams(params)

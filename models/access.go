@@ -13,7 +13,8 @@ import (
 // time: the upsert inserts and updates users (a deletion is an update to a
 // tombstone); webhook_events rows are inserted, their outcome updated, and
 // old ones deleted by retention; organizations and memberships are
-// inserted and updated like users (a deletion is a tombstone there too).
+// inserted and updated like users (a deletion is a tombstone there too);
+// reconcile_state's one row is read and updated by the reconcile claim.
 var requiredGrants = []struct{ table, privilege string }{
 	{"users", "SELECT"}, {"users", "INSERT"}, {"users", "UPDATE"},
 	{"webhook_events", "SELECT"}, {"webhook_events", "INSERT"},
@@ -21,6 +22,7 @@ var requiredGrants = []struct{ table, privilege string }{
 	{"organizations", "SELECT"}, {"organizations", "INSERT"}, {"organizations", "UPDATE"},
 	{"organization_memberships", "SELECT"}, {"organization_memberships", "INSERT"},
 	{"organization_memberships", "UPDATE"},
+	{"reconcile_state", "SELECT"}, {"reconcile_state", "UPDATE"},
 }
 
 // RuntimeGrants is what a table owner runs to let a restricted role run the

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +47,10 @@ type Fake struct {
 	hits     map[string]int
 	failures map[string][]Failure
 	clockOff time.Duration
+	latency  time.Duration // added to every answer, as the internet would
+	limit    int           // requests allowed per limitPer; 0: no limit
+	limitPer time.Duration
+	window   []time.Time // when the requests inside the current limitPer arrived
 
 	orgs     map[string]map[string]any // organization objects by id
 	orgOrder []string
@@ -176,6 +182,39 @@ func (f *Fake) FailNext(op string, fs ...Failure) {
 	f.failures[op] = append(f.failures[op], fs...)
 }
 
+// SetLatency delays every answer by d, as a Clerk across the internet
+// would (a few hundred milliseconds a page).
+func (f *Fake) SetLatency(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.latency = d
+}
+
+// SetRateLimit makes the fake answer 429 with Retry-After, as Clerk does,
+// to requests beyond n in any window of per.
+func (f *Fake) SetRateLimit(n int, per time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.limit, f.limitPer, f.window = n, per, nil
+}
+
+// overLimit records a request and reports whether it is beyond the rate
+// limit, with the whole seconds until a place frees up.
+func (f *Fake) overLimit(now time.Time) (bool, int) {
+	if f.limit == 0 {
+		return false, 0
+	}
+	for len(f.window) > 0 && now.Sub(f.window[0]) >= f.limitPer {
+		f.window = f.window[1:]
+	}
+	if len(f.window) >= f.limit {
+		wait := f.limitPer - now.Sub(f.window[0])
+		return true, int((wait + time.Second - 1) / time.Second)
+	}
+	f.window = append(f.window, now)
+	return false, 0
+}
+
 // SetClock makes every answer's Date header off by d from this machine's
 // clock, as if Clerk's clock (or ours) were wrong.
 func (f *Fake) SetClock(d time.Duration) {
@@ -229,7 +268,18 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	if q := f.failures[op]; len(q) > 0 {
 		fail, f.failures[op] = &q[0], q[1:]
 	}
+	if over, wait := f.overLimit(time.Now()); over && fail == nil {
+		fail = &Failure{Status: http.StatusTooManyRequests, RetryAfter: strconv.Itoa(wait)}
+	}
+	latency := f.latency
 	f.mu.Unlock()
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if fail != nil && fail.Delay > 0 {
 		select {
 		case <-time.After(fail.Delay):
@@ -278,15 +328,26 @@ func (f *Fake) serveUser(w http.ResponseWriter, id string) {
 }
 
 // serveList answers GET /v1/users?limit=&offset= with a JSON array in
-// creation order, as Clerk does (order_by=created_at).
+// creation order, as Clerk does (order_by=created_at), or most recently
+// updated first for order_by=-updated_at.
 func (f *Fake) serveList(w http.ResponseWriter, r *http.Request) {
 	limit, offset, ok := paging(w, r)
 	if !ok {
 		return
 	}
 	f.mu.Lock()
+	order := f.order
+	switch by := r.URL.Query().Get("order_by"); by {
+	case "", "created_at", "+created_at":
+	case "-updated_at":
+		order = f.byUpdated()
+	default:
+		f.mu.Unlock()
+		writeError(w, http.StatusUnprocessableEntity, "form_param_value_invalid", "order_by "+by+" is not supported by the fake")
+		return
+	}
 	page := []json.RawMessage{}
-	for _, id := range f.order {
+	for _, id := range order {
 		u, ok := f.users[id]
 		if !ok || f.hidden[id] {
 			continue
@@ -302,6 +363,31 @@ func (f *Fake) serveList(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 	writeJSON(w, http.StatusOK, page)
+}
+
+// byUpdated lists the users' ids most recently updated first; equal
+// updated_at values keep creation order. Called with f.mu held.
+func (f *Fake) byUpdated() []string {
+	type entry struct {
+		id string
+		at int64
+	}
+	var es []entry
+	for _, id := range f.order {
+		if u, ok := f.users[id]; ok {
+			var v struct {
+				UpdatedAt int64 `json:"updated_at"`
+			}
+			json.Unmarshal(u, &v)
+			es = append(es, entry{id, v.UpdatedAt})
+		}
+	}
+	sort.SliceStable(es, func(i, j int) bool { return es[i].at > es[j].at })
+	ids := make([]string, len(es))
+	for i, e := range es {
+		ids[i] = e.id
+	}
+	return ids
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
