@@ -20,7 +20,7 @@ import (
 	"github.com/usersync/usersync/models"
 )
 
-const backfillHelp = `Usage: usersync backfill [--dry-run] [--prune] [--page-size N]
+const backfillHelp = `Usage: usersync backfill [--dry-run] [--prune] [--page-size N] [--since DURATION]
 
 Imports every user from the Clerk Backend API ($CLERK_API_URL/v1/users, oldest
 first) through the same upsert as the webhook, one transaction per page; then
@@ -31,6 +31,10 @@ not change are not written. Needs CLERK_SECRET_KEY.
 --prune also tombstones organizations Clerk answers 404 for, and live
 memberships neither listing returned (when both completed).
 
+--since DURATION runs one incremental pass instead, as serve's reconcile does:
+users updated in the last DURATION (e.g. 1h), most recently updated first,
+then it exits. Organizations and memberships are not listed.
+
 Exit codes: 0 everything applied; 1 some objects failed or the run stopped early
 (pages already applied stay committed); 2 bad flags or configuration.
 `
@@ -40,8 +44,15 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	dryRun := fs.Bool("dry-run", false, "read everything and report what would change; write nothing")
 	prune := fs.Bool("prune", false, "after a complete listing, tombstone live rows Clerk answers 404 for")
 	pageSize := fs.Int("page-size", clerkapi.MaxPageSize, "users per request (1-500)")
+	since := fs.Duration("since", 0, "one incremental pass over users updated in this window (e.g. 1h), then exit")
 	if err := parseFlags(fs, args, stdout, backfillHelp); err != nil {
 		return err
+	}
+	switch {
+	case *since < 0:
+		return usageError{errors.New("backfill: --since must be a positive duration such as 1h")}
+	case *since > 0 && *prune:
+		return usageError{errors.New("backfill: --since and --prune cannot be combined: a prune needs the whole listing")}
 	}
 	if *pageSize < 1 || *pageSize > clerkapi.MaxPageSize {
 		return usageError{fmt.Errorf("backfill: --page-size must be between 1 and %d", clerkapi.MaxPageSize)}
@@ -70,10 +81,14 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	// No deadline: backfill waits for budget rather than being refused.
 	budget := clerkapi.NewBudget(cfg.ClerkAPIRate.Requests, cfg.ClerkAPIRate.Per, nil)
 	client := clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, nil, clerkapi.WithBudget(budget))
-	sum, err := backfill.Run(ctx, db, client, backfill.Options{
-		PageSize: *pageSize, DryRun: *dryRun, Prune: *prune, Retry: backfill.DefaultRetry, Log: log,
-		Progress: backfill.NewProgress(stderr, log, terminal, 5*time.Second),
-	})
+	opts := backfill.Options{PageSize: *pageSize, DryRun: *dryRun, Prune: *prune, Retry: backfill.DefaultRetry, Log: log}
+	var sum backfill.Summary
+	if *since > 0 {
+		sum, err = backfill.Recent(ctx, db, client, time.Now().Add(-*since), opts)
+	} else {
+		opts.Progress = backfill.NewProgress(stderr, log, terminal, 5*time.Second)
+		sum, err = backfill.Run(ctx, db, client, opts)
+	}
 	printSummary(stdout, sum, *dryRun)
 	if err != nil {
 		return err
