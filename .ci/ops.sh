@@ -31,7 +31,8 @@ port=18191
 (cd "$work" && PORT=$port LOG_LEVEL=warn exec ./usersync serve 2>serve.log) &
 svc=$!
 trap 'kill $svc 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+# /readyz: /healthz answers while serve still opens the database.
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 kill -0 $svc || { echo "usersync did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 (cd "$work" && PORT=$port ./usersync webhook send --id msg_ci_metrics >/dev/null &&
   PORT=$port ./usersync webhook send --id msg_ci_metrics >/dev/null)

@@ -33,7 +33,8 @@ psql "$DBURL" -q -f bench/pgbench_setup.sql
 
 num() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
 empty() { psql "$DBURL" -qc "TRUNCATE users, webhook_events" >/dev/null; psql "$DBURL" -qc "VACUUM ANALYZE" >/dev/null; }
-up() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "no answer on $PORT" >&2; exit 1; }
+# up [PATH]: wait until PATH (default /healthz; usersync: /readyz, as /healthz answers before the database is open) answers 2xx.
+up() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT${1:-/healthz}" >/dev/null 2>&1 && return; sleep 0.1; done; echo "no answer on $PORT" >&2; exit 1; }
 stop() { kill "$svc"; wait "$svc" 2>/dev/null || true; svc=""; }
 secret=whsec_$(head -c 32 /dev/urandom | base64)
 ticks() { awk '{print $14 + $15}' "/proc/$svc/stat"; }  # user+system CPU of the target, 1/100 s
@@ -75,7 +76,7 @@ serve() {
   DATABASE_URL="$DBURL" PORT=$PORT LOG_LEVEL=warn CLERK_WEBHOOK_SIGNING_SECRET="$secret" \
     CLERK_SECRET_KEY=sk_test_usersync_fake CLERK_API_URL="http://$CLERK_ADDR" \
     SYNC_FRESHNESS=1h SYNC_RATE_LIMIT=0 "$1" serve ${PPROF:+--pprof 127.0.0.1:16060} &
-  svc=$!; up
+  svc=$!; up /readyz
 }
 
 before=""

@@ -88,7 +88,14 @@ func (b *backoffConnector) Connect(ctx context.Context) (driver.Conn, error) {
 
 // pause is the wait before the next attempt after b.failures failures.
 func (b *backoffConnector) pause() time.Duration {
-	d := minDialBackoff << min(b.failures, 10)
+	return DialBackoff(b.failures)
+}
+
+// DialBackoff is step n (from 0) of the dial back-off: 100 ms, doubling per
+// step, at most 5 s. serve waits for the database at start with the same
+// steps.
+func DialBackoff(n int) time.Duration {
+	d := minDialBackoff << min(max(n, 0), 10)
 	return min(d, maxDialBackoff)
 }
 

@@ -202,6 +202,8 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// waitHealthy waits until serve is ready: /readyz, since /healthz answers
+// while serve still waits for the database.
 func waitHealthy(t *testing.T, port string, served <-chan error) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -211,7 +213,7 @@ func waitHealthy(t *testing.T, port string, served <-chan error) {
 			t.Fatalf("serve exited early: %v", err)
 		default:
 		}
-		resp, err := http.Get("http://127.0.0.1:" + port + "/healthz")
+		resp, err := http.Get("http://127.0.0.1:" + port + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
@@ -30,8 +28,10 @@ const shutdownGrace = 15 * time.Second
 
 const serveHelp = `Usage: usersync [serve] [--pprof ADDR]
 
-Applies pending migrations, then serves HTTP on $PORT (all interfaces) until
-SIGINT or SIGTERM; in-flight requests then get up to 15 s to finish.
+Listens on $PORT (all interfaces) at once, waits for the database (until it
+answers, /readyz and every route but /healthz answer 503), applies pending
+migrations, then serves HTTP until SIGINT or SIGTERM; in-flight requests then
+get up to 15 s to finish.
 Routes: POST /api/webhooks/clerk, POST /api/user/sync, GET /healthz, GET /readyz,
 GET /metrics.
 `
@@ -46,9 +46,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	db, err := openDB(ctx, cfg, log)
+	srv, err := listen(cfg.Port, log) // answers 503 until the database is open
 	if err != nil {
 		return err
+	}
+	defer srv.close()
+	db, err := waitForDB(ctx, cfg, log)
+	if db == nil {
+		return err // nil when SIGINT or SIGTERM came during the wait
 	}
 	defer models.Close(db) // last, after the server has drained
 	secrets, err := webhookSecrets(cfg, log)
@@ -77,7 +82,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		go servePprof(*pprofAddr, log)
 	}
 	setMemoryLimit(getenv, os.DirFS("/sys/fs/cgroup"), log)
-	return listenAndServe(ctx, cfg.Port, handlers.New(deps), log)
+	return srv.serve(ctx, handlers.New(deps))
 }
 
 // startRetention runs the webhook_events retention job in the background
@@ -215,43 +220,4 @@ func webhookSecrets(cfg config.Config, log *slog.Logger) ([]string, error) {
 		"Clerk's real events are refused until the real secret is set",
 		"dev_secret_file", path)
 	return []string{secret}, nil
-}
-
-// listenAndServe serves until ctx ends, then drains in-flight requests.
-func listenAndServe(ctx context.Context, port int, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{
-		Addr:    fmt.Sprintf(":%d", port),
-		Handler: h,
-		// Echo sets no timeouts of its own: without ReadHeaderTimeout a client
-		// that sends headers slowly holds a connection forever.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      handlers.RequestTimeout + 5*time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", srv.Addr)
-	if err != nil {
-		return err
-	}
-	log.Info("listening", "addr", ln.Addr().String())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "grace", shutdownGrace.String())
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	log.Info("stopped")
-	return nil
 }
