@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -132,7 +131,7 @@ func Run(ctx context.Context, db *gorm.DB, clerk Clerk, opts Options) (Summary, 
 		if err != nil {
 			r.opts.Log.Warn("could not count users; progress shows no total", "err", err)
 		} else {
-			r.userCount.Store(int64(total))
+			r.userCount = total
 		}
 		opts.Progress.Start(total)
 	}
@@ -172,7 +171,7 @@ func newRunner(db *gorm.DB, clerk Clerk, opts Options) *runner {
 	}
 	r := &runner{db: db, clerk: clerk, opts: opts, listed: map[string]struct{}{},
 		listedOrgs: map[string]struct{}{}, listedMems: map[string]struct{}{}}
-	r.userCount.Store(-1)
+	r.userCount = -1
 	return r
 }
 
@@ -191,7 +190,7 @@ type runner struct {
 	listed map[string]struct{} // ids seen in the listing, for pruning
 
 	listedOrgs, listedMems map[string]struct{}
-	userCount              atomic.Int64 // from GET /v1/users/count, or -1
+	userCount              int // from GET /v1/users/count for the progress display, or -1
 }
 
 // importAll overlaps listing and writing: pages are fetched several at a
@@ -199,21 +198,11 @@ type runner struct {
 func (r *runner) importAll(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pages := make(chan clerkapi.Page, r.opts.Parallel)
+	pages := make(chan clerkapi.Page)
 	listed := make(chan error, 1)
-	if r.userCount.Load() < 0 && r.opts.Parallel > 1 {
-		// The count, asked beside the first page, bounds how many pages are
-		// requested at once: without it, up to Parallel-1 requests would
-		// ask for pages past the end.
-		go func() {
-			if n, err := r.clerk.CountUsers(ctx); err == nil {
-				r.userCount.Store(int64(n))
-			}
-		}()
-	}
 	go func() {
 		defer close(pages)
-		listed <- fetchPages(ctx, r.opts.Parallel, r.opts.PageSize, r.fetchUsers, pages)
+		listed <- fetchPages(ctx, r.opts.Parallel, r.opts.PageSize, r.userCount, r.fetchUsers, pages)
 	}()
 	for page := range pages {
 		if err := r.apply(ctx, page); err != nil {
@@ -229,14 +218,14 @@ func (r *runner) importAll(ctx context.Context) error {
 	return nil
 }
 
-// fetchUsers fetches one page of users; the listing's total is the count
-// asked for the progress display, if it was.
+// fetchUsers fetches one page of users. Clerk's user listing carries no
+// total: the count asked for the progress display stands in, if it was.
 func (r *runner) fetchUsers(ctx context.Context, offset int) (page clerkapi.Page, size, total int, err error) {
 	err = r.withRetry(ctx, "list users", func() error {
 		page, err = r.clerk.ListUsers(ctx, offset, r.opts.PageSize)
 		return err
 	})
-	return page, page.Size, int(r.userCount.Load()), err
+	return page, page.Size, r.userCount, err
 }
 
 func (r *runner) apply(ctx context.Context, page clerkapi.Page) error {

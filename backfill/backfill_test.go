@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -116,8 +118,10 @@ func TestBackfillImportsEverything(t *testing.T) {
 			t.Errorf("summary = %+v, want %+v", sum, want)
 		}
 		wantTableEqualsClerk(t, db, users, tombstoned)
-		if n := fake.Hits(clerktest.OpListUsers); n != 5 {
-			t.Errorf("list requests = %d, want 5 (one per page of 500, no count per page)", n)
+		// 5 pages, and pages past the end that were in flight before the
+		// short fifth page came back (no total is known without a count).
+		if n := fake.Hits(clerktest.OpListUsers); n < 5 || n > 5+backfill.DefaultParallel {
+			t.Errorf("list requests = %d, want 5 pages and at most %d past the end", n, backfill.DefaultParallel)
 		}
 
 		// A second run writes nothing.
@@ -279,4 +283,34 @@ func benchUser(i int) map[string]any {
 		}},
 	}
 	return clerktest.User(id, 1700000000000+int64(i), id+"@example.com", extra)
+}
+
+// Against a Clerk that takes 100 ms a page and allows 100 requests a
+// second, a listing has several pages in flight at once, within the
+// budget: no request is refused with 429, and the table ends as Clerk is.
+func TestBackfillFetchesPagesConcurrentlyWithinTheBudget(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		fake, users := seedClerk(t, 1200)
+		fake.SetLatency(100 * time.Millisecond)
+		fake.SetRateLimit(100, time.Second)
+		client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, nil, clerkapi.WithBudget(clerkapi.NewBudget(100, time.Second, nil)))
+		// With a progress display the count is asked first, which bounds
+		// the pages requested.
+		progress := backfill.NewProgress(io.Discard, slog.New(slog.DiscardHandler), false, time.Hour)
+		sum, err := backfill.Run(context.Background(), db, client, backfill.Options{PageSize: 100, Parallel: 4, Retry: fastRetry,
+			Progress: progress})
+		if err != nil || sum.Created != 1200 {
+			t.Fatalf("summary %+v, err %v", sum, err)
+		}
+		inFlight, limited := fake.Concurrency()
+		if inFlight != 4 || limited != 0 {
+			t.Errorf("at most %d requests in flight (want 4), %d refused with 429 (want 0)",
+				inFlight, limited)
+		}
+		// 12 full pages and the empty one that ends the listing.
+		if n := fake.Hits(clerktest.OpListUsers); n != 13 {
+			t.Errorf("list requests = %d, want 13", n)
+		}
+		wantTableEqualsClerk(t, db, users, nil)
+	})
 }

@@ -79,7 +79,7 @@ func (r *runner) importKind(ctx context.Context, kind string, fetch func(offset 
 	counts *Counts, listed map[string]struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pages := make(chan orgPage, r.opts.Parallel)
+	pages := make(chan orgPage)
 	done := make(chan error, 1)
 	fetchPage := func(ctx context.Context, offset int) (page orgPage, size, total int, err error) {
 		err = r.withRetry(ctx, "list "+kind, func() (err error) {
@@ -93,7 +93,7 @@ func (r *runner) importKind(ctx context.Context, kind string, fetch func(offset 
 	}
 	go func() {
 		defer close(pages)
-		done <- fetchPages(ctx, r.opts.Parallel, r.opts.PageSize, fetchPage, pages)
+		done <- fetchPages(ctx, r.opts.Parallel, r.opts.PageSize, -1, fetchPage, pages)
 	}()
 	for page := range pages {
 		if err := r.applyKind(ctx, kind, page, counts, listed); err != nil {

@@ -2,12 +2,14 @@ package backfill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"gorm.io/gorm"
 
 	"github.com/usersync/usersync/clerkapi"
+	"github.com/usersync/usersync/models"
 )
 
 // Recent applies every user Clerk updated at or after since: it lists users
@@ -23,6 +25,9 @@ func Recent(ctx context.Context, db *gorm.DB, clerk Clerk, since time.Time, opts
 	r := newRunner(db, clerk, opts)
 	start := time.Now()
 	defer func() { r.sum.Elapsed = time.Since(start) }()
+	if err := r.refetchFutureDated(ctx, start); err != nil {
+		return r.sum, fmt.Errorf("%w: %v", ErrIncomplete, err)
+	}
 	for offset := 0; ; {
 		var page clerkapi.Page
 		err := r.withRetry(ctx, "list recent users", func() (err error) {
@@ -40,6 +45,39 @@ func Recent(ctx context.Context, db *gorm.DB, clerk Clerk, since time.Time, opts
 		}
 		offset += page.Size
 	}
+}
+
+// maxFutureDated bounds the rows one pass fetches by id.
+const maxFutureDated = 100
+
+// refetchFutureDated fetches by id the users whose row holds an updated_at
+// beyond the clock's bound (rule 11): their real updated_at may be older
+// than since, so the listing would not reach them, and no webhook may
+// overwrite them. Users Clerk no longer has are left to the full pass's
+// prune.
+func (r *runner) refetchFutureDated(ctx context.Context, now time.Time) error {
+	ids, err := models.FutureDatedUsers(ctx, r.db, now, maxFutureDated)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	page := clerkapi.Page{}
+	for _, id := range ids {
+		var s models.Snapshot
+		err := r.withRetry(ctx, "get user", func() (err error) {
+			s, err = r.clerk.GetUser(ctx, id)
+			return err
+		})
+		switch {
+		case errors.Is(err, clerkapi.ErrUserNotFound):
+			continue
+		case err != nil:
+			return err
+		}
+		page.Snapshots = append(page.Snapshots, s)
+		page.Size++
+	}
+	r.opts.Log.Warn("fetched users whose row was dated beyond the clock's bound", "users", page.Size)
+	return r.apply(ctx, page)
 }
 
 // lastRecentPage reports whether a page of the most-recently-updated-first

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -86,7 +87,11 @@ func metricValue(t *testing.T, text, series string) string {
 func TestMetricsMoveWithTraffic(t *testing.T) {
 	o := newObserved(t)
 	env := syncEnv{h: o.h, fake: o.fake}
+	if got := metricValue(t, o.get(t, "/metrics"), "usersync_webhook_last_applied_timestamp_seconds"); got != "0" {
+		t.Errorf("last applied webhook before any = %s, want 0", got)
+	}
 	body := userEvent("user.created", "user_1", 1, "ada@example.com")
+	before := time.Now()
 	post(o.h, body, signed(t, secret1, "msg_1", time.Now(), body))
 	post(o.h, body, signed(t, secret1, "msg_1", time.Now(), body))
 	post(o.h, body, http.Header{})
@@ -113,6 +118,10 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		if got := metricValue(t, text, series); got != want {
 			t.Errorf("%s = %s, want %s", series, got, want)
 		}
+	}
+	last, err := strconv.ParseFloat(metricValue(t, text, "usersync_webhook_last_applied_timestamp_seconds"), 64)
+	if at := time.Unix(0, int64(last*1e9)); err != nil || at.Before(before.Add(-time.Millisecond)) || at.After(time.Now()) {
+		t.Errorf("last applied webhook = %v (%v), want the time of msg_1's delivery", last, err)
 	}
 	for _, present := range []string{"usersync_build_info{", "go_goroutines ", "process_resident_memory_bytes "} {
 		if !strings.Contains(text, present) {

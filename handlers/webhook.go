@@ -105,6 +105,9 @@ func (s *server) clerkWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if res.Outcome == models.EventApplied {
+		s.Metrics.WebhookLastApplied.SetToCurrentTime()
+	}
 	return c.JSONBlob(http.StatusOK, outcomeBody(res.Outcome))
 }
 

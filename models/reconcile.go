@@ -100,3 +100,13 @@ func LastAppliedWebhook(ctx context.Context, db *gorm.DB) (time.Time, error) {
 	}
 	return at[0], nil
 }
+
+// FutureDatedUsers lists up to limit live users whose clerk_updated_at lies
+// beyond FutureBound(now): rows no webhook may correct (rule 11), which an
+// incremental pass fetches by id whatever their real updated_at.
+func FutureDatedUsers(ctx context.Context, db *gorm.DB, now time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := db.WithContext(ctx).Raw(`SELECT id FROM users WHERE clerk_updated_at > ? AND deleted_at IS NULL ORDER BY id LIMIT ?`,
+		FutureBound(now), limit).Scan(&ids).Error
+	return ids, err
+}

@@ -27,6 +27,11 @@ import (
 // listed only after it had read the first page.
 const DefaultOverlap = 5 * time.Minute
 
+// parallel is how many Clerk requests a pass has in flight: fewer than a
+// backfill, so login syncs sharing the process's budget wait behind few
+// of them, and the pages held in memory stay few.
+const parallel = 4
+
 // maxTTL bounds how long a claim outlives its holder. The holder renews it
 // at a third of that while a pass runs, so only a dead holder lets it lapse.
 const maxTTL = time.Minute
@@ -212,7 +217,7 @@ func (r *Reconciler) renew(ctx context.Context, stop context.CancelCauseFunc) {
 // The database's first pass is an import; after it, every row a pass
 // writes is a change the webhooks missed.
 func (r *Reconciler) pass(ctx context.Context, kind Kind, st models.ReconcileState) (backfill.Summary, error) {
-	opts := backfill.Options{PageSize: r.opts.PageSize, Retry: r.opts.Retry, Log: r.opts.Log,
+	opts := backfill.Options{PageSize: r.opts.PageSize, Retry: r.opts.Retry, Log: r.opts.Log, Parallel: parallel,
 		Source: models.SourceReconcile, Observe: r.observer(st.LastSuccessAt == 0)}
 	if kind == Incremental {
 		since := time.UnixMilli(st.LastSuccessAt).Add(-r.opts.Overlap)

@@ -192,3 +192,28 @@ func TestFailedPassKeepsTheCursor(t *testing.T) {
 
 // fastRetry gives up after two quick tries.
 var fastRetry = backfill.Retry{Attempts: 2, Base: time.Millisecond, MaxWait: time.Millisecond}
+
+// A row dated in 2100 (rule 11) is repaired by the next incremental pass,
+// though Clerk's real updated_at is older than the pass's window.
+func TestPassRepairsAFutureDatedRow(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		h := newHarness(t, db, reconcile.Options{})
+		h.put(0, 2*time.Hour, "ada@example.com")
+		h.put(1, 2*time.Hour, "grace@example.com")
+		h.tick(t, reconcile.Full)
+		poisoned := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+		if err := db.Exec("UPDATE users SET clerk_updated_at = ?, first_name = 'Frozen' WHERE id = 'user_00'", poisoned).Error; err != nil {
+			t.Fatal(err)
+		}
+		h.clock.Add(10 * time.Minute)
+		h.tick(t, reconcile.Incremental)
+		var u models.User
+		db.Where("id = ?", "user_00").Take(&u)
+		if u.ClerkUpdatedAt == poisoned || u.FirstName == nil || *u.FirstName != "Ada" {
+			t.Errorf("user_00 = clerk_updated_at %d, first_name %v; want Clerk's snapshot back", u.ClerkUpdatedAt, u.FirstName)
+		}
+		if h.repaired("users") != 1 {
+			t.Errorf("repaired = %v, want 1", h.repaired("users"))
+		}
+	})
+}

@@ -40,17 +40,19 @@ type Fake struct {
 	Key *rsa.PrivateKey
 	srv *http.Server
 
-	mu       sync.Mutex
-	users    map[string]json.RawMessage
-	order    []string // creation order, for listing
-	hidden   map[string]bool
-	hits     map[string]int
-	failures map[string][]Failure
-	clockOff time.Duration
-	latency  time.Duration // added to every answer, as the internet would
-	limit    int           // requests allowed per limitPer; 0: no limit
-	limitPer time.Duration
-	window   []time.Time // when the requests inside the current limitPer arrived
+	mu                    sync.Mutex
+	users                 map[string]json.RawMessage
+	order                 []string // creation order, for listing
+	hidden                map[string]bool
+	hits                  map[string]int
+	failures              map[string][]Failure
+	clockOff              time.Duration
+	latency               time.Duration // added to every answer, as the internet would
+	limit                 int           // requests allowed per limitPer; 0: no limit
+	limitPer              time.Duration
+	window                []time.Time // when the requests inside the current limitPer arrived
+	limited               int         // requests answered 429 by the rate limit
+	inFlight, maxInFlight int
 
 	orgs     map[string]map[string]any // organization objects by id
 	orgOrder []string
@@ -198,6 +200,14 @@ func (f *Fake) SetRateLimit(n int, per time.Duration) {
 	f.limit, f.limitPer, f.window = n, per, nil
 }
 
+// Concurrency reports the most requests the fake was answering at once,
+// and how many it refused with 429 for the rate limit.
+func (f *Fake) Concurrency() (maxInFlight, limited int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.maxInFlight, f.limited
+}
+
 // overLimit records a request and reports whether it is beyond the rate
 // limit, with the whole seconds until a place frees up.
 func (f *Fake) overLimit(now time.Time) (bool, int) {
@@ -270,9 +280,17 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if over, wait := f.overLimit(time.Now()); over && fail == nil {
 		fail = &Failure{Status: http.StatusTooManyRequests, RetryAfter: strconv.Itoa(wait)}
+		f.limited++
 	}
 	latency := f.latency
+	f.inFlight++
+	f.maxInFlight = max(f.maxInFlight, f.inFlight)
 	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.inFlight--
+		f.mu.Unlock()
+	}()
 	if latency > 0 {
 		select {
 		case <-time.After(latency):

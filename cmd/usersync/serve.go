@@ -78,6 +78,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if deps.Clerk, deps.Sessions, err = clerkDeps(cfg, log, m); err != nil {
 		return err
 	}
+	defer startReconcile(ctx, cfg, db, deps.Clerk, m, log)() // stops before the database closes
 	if *pprofAddr != "" {
 		go servePprof(*pprofAddr, log)
 	}
