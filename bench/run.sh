@@ -6,7 +6,8 @@
 #   3. usersync under the same load (and BEFORE, an older usersync binary,
 #      when set, right after it), plus GET /healthz and fresh login syncs,
 #   4. backfill: pgbench inserting client-sent 500-row pages with 2 clients,
-#      then BenchmarkBackfill20k (20,000 users from a fake Clerk) on Postgres.
+#      then BenchmarkBackfill20k (20,000 users from a fake Clerk) on Postgres, and
+#      BenchmarkBackfill20kLatency (the same against 200 ms a page, 100 requests/s).
 # Each target starts from empty tables. Needs Go, psql and pgbench, and a
 # Postgres where the role may CREATE DATABASE.
 #   PGURL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable C=32 D=10 bench/run.sh
@@ -75,7 +76,7 @@ stop
 serve() {
   DATABASE_URL="$DBURL" PORT=$PORT LOG_LEVEL=warn CLERK_WEBHOOK_SIGNING_SECRET="$secret" \
     CLERK_SECRET_KEY=sk_test_usersync_fake CLERK_API_URL="http://$CLERK_ADDR" \
-    SYNC_FRESHNESS=1h SYNC_RATE_LIMIT=0 "$1" serve ${PPROF:+--pprof 127.0.0.1:16060} &
+    SYNC_FRESHNESS=1h SYNC_RATE_LIMIT=0 SYNC_RECONCILE_INTERVAL=0 CLERK_API_RATE=1000000/1s "$1" serve ${PPROF:+--pprof 127.0.0.1:16060} &
   svc=$!; up /readyz
 }
 
@@ -108,7 +109,7 @@ login=$("$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk
 echo "$login"
 stop
 
-bf_ceiling=0; bf_rate=0
+bf_ceiling=0; bf_rate=0; bf_latency_ratio=0
 if [ -z "${SKIP_BACKFILL:-}" ]; then
   echo "== backfill ceiling: pgbench, client-sent 500-row INSERT … VALUES, 2 clients, ${D}s"
   empty
@@ -125,8 +126,11 @@ if [ -z "${SKIP_BACKFILL:-}" ]; then
   bf_ceiling=$(awk -v t="$pages" 'BEGIN { printf "%.0f", t * 500 }')
   echo "rows/s $bf_ceiling"
   echo "== backfill: BenchmarkBackfill20k/postgres (20,000 users, fake Clerk in process)"
-  bf=$(TEST_DATABASE_URL="${PGURL%/*}/postgres?sslmode=disable" go test -run '^$' -bench 'Backfill20k/postgres' -benchtime 3x ./backfill/ | tee /dev/stderr)
+  bf=$(TEST_DATABASE_URL="${PGURL%/*}/postgres?sslmode=disable" go test -run '^$' -bench 'Backfill20k$/postgres' -benchtime 3x ./backfill/ | tee /dev/stderr)
   bf_rate=$(echo "$bf" | sed -n 's/.* \([0-9.]*\) users\/s.*/\1/p' | head -1)
+  echo "== backfill against Clerk's latency: BenchmarkBackfill20kLatency/postgres (200 ms a page, 100 requests/s)"
+  bfl=$(TEST_DATABASE_URL="${PGURL%/*}/postgres?sslmode=disable" go test -run '^$' -bench 'Backfill20kLatency/postgres' -benchtime 3x ./backfill/ | tee /dev/stderr)
+  bf_latency_ratio=$(echo "$bfl" | sed -n 's/.* \([0-9.]*\) ratio.*/\1/p' | head -1)
 fi
 
 rate=$(echo "$hooks" | num rate_per_second)
@@ -139,7 +143,7 @@ echo
 echo "== summary ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg))"
 awk -v c="$ceiling" -v r="$rate" -v p="$p99" -v rss="$rss_kib" -v hz="$hz" -v f="$fresh" -v conc="$C" \
     -v pr="$plain_rate" -v pp="$plain_p99" -v bc="$bf_ceiling" -v br="$bf_rate" -v pc="$plain_cpu" -v uc="$cpu" \
-    -v ppg="$plain_pg" -v pid="$plain_idle" -v upg="$pg" -v uid="$idle_pct" 'BEGIN {
+    -v ppg="$plain_pg" -v pid="$plain_idle" -v upg="$pg" -v uid="$idle_pct" -v blr="$bf_latency_ratio" 'BEGIN {
   printf "pgbench ceiling       %8.0f tx/s (c=%d)\n", c, conc
   printf "plain ingester        %8.0f events/s  = %.2f x ceiling, p99 %.1f ms\n", pr, pr / c, pp
   printf "usersync webhooks     %8.0f events/s  = %.2f x plain ingester (goal >= 1.20), %.2f x ceiling\n", r, r / pr, r / c
@@ -150,6 +154,7 @@ awk -v c="$ceiling" -v r="$rate" -v p="$p99" -v rss="$rss_kib" -v hz="$hz" -v f=
   printf "GET /healthz          %8.0f req/s\n", hz
   printf "login sync, fresh     %8.0f req/s = %.2f x healthz (goal >= 0.5)\n", f, f / hz
   if (bc > 0) printf "backfill              %8.0f users/s = %.2f x client-sent ceiling %.0f rows/s (goal >= 0.7)\n", br, br / bc, bc
+  if (blr > 0) printf "backfill, 200 ms/page %8.2f x the same backfill with no latency (goal >= 0.8)\n", blr
 }'
 if [ -n "$before" ]; then
   b=$(echo "$before" | num rate_per_second); bp=$(echo "$before" | num p99_ms)
