@@ -244,6 +244,7 @@ before(async () => {
     CORS_ALLOWED_ORIGINS: pageOrigin,
     CLERK_WEBHOOK_SIGNING_SECRET: `whsec_${randomBytes(24).toString("base64")}`,
     SYNC_RATE_LIMIT: `1/${RETRY_AFTER_S}s`,
+    SYNC_RECONCILE_INTERVAL: "0", // these tests are of the login-time sync: reconcile would import the fake's users first
     LOG_FORMAT: "json",
     LOG_LEVEL: "info",
   });
