@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -32,6 +31,9 @@ type Options struct {
 	PageSize int  // users per request, 1 to clerkapi.MaxPageSize
 	DryRun   bool // read everything, write nothing
 	Prune    bool // tombstone live rows Clerk confirms deleted
+	// PruneMax caps the rows of each table one run tombstones; 0 means
+	// 10 % of the table's live rows and at least DefaultPruneFloor.
+	PruneMax int
 	Retry    Retry
 	Progress *Progress // nil: no progress output
 	Log      *slog.Logger
@@ -69,6 +71,9 @@ type Summary struct {
 	Elapsed                                                    time.Duration
 
 	Organizations, Memberships Counts
+	// UsersPruneRefused is set when the prune cap refused the users' prune
+	// (Organizations.PruneRefused and Memberships.PruneRefused theirs).
+	UsersPruneRefused PruneRefusal
 	// OrgsElapsed and MembershipsElapsed are the times each listing took,
 	// with its writes.
 	OrgsElapsed, MembershipsElapsed time.Duration
@@ -269,33 +274,25 @@ func (r *runner) prune(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The 404 confirmations run several at a time; the tombstones are
-	// written one by one, in this goroutine.
-	var mu sync.Mutex
-	var gone []string
-	err = eachParallel(ctx, r.opts.Parallel, missing, func(ctx context.Context, id string) error {
-		err := r.withRetry(ctx, "get user", func() error {
-			_, err := r.clerk.GetUser(ctx, id)
-			return err
-		})
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case errors.Is(err, clerkapi.ErrUserNotFound):
-			gone = append(gone, id)
-		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-			return err
-		case err != nil:
-			r.sum.Errors++
-			r.opts.Log.Error("could not confirm deletion", "user_id", id, "err", err)
-		}
+	if len(missing) == 0 {
 		return nil
-	})
+	}
+	limit, live, err := r.pruneLimit(ctx, "users")
 	if err != nil {
 		return err
 	}
-	// The prune cap of contract section 9 decides here whether len(gone)
-	// rows may be tombstoned in one run.
+	gone, over, err := r.confirmGone(ctx, missing, limit, clerkapi.ErrUserNotFound,
+		func(ctx context.Context, id string) error { _, err := r.clerk.GetUser(ctx, id); return err },
+		func(id string, err error) {
+			r.sum.Errors++
+			r.opts.Log.Error("could not confirm deletion", "user_id", id, "err", err)
+		})
+	if err != nil || over {
+		if over {
+			r.sum.UsersPruneRefused = r.refuse(PruneRefusal{Table: "users", Missing: len(missing), Limit: limit, Live: live})
+		}
+		return err
+	}
 	return r.tombstone(ctx, gone)
 }
 

@@ -314,3 +314,56 @@ func TestBackfillFetchesPagesConcurrentlyWithinTheBudget(t *testing.T) {
 		wantTableEqualsClerk(t, db, users, nil)
 	})
 }
+
+// The prune cap: one run tombstones at most 10 % of a table's live rows,
+// and at least 10, or --prune-max; over it nothing in that table is
+// pruned, everything else is applied, and the refusal is reported.
+func TestBackfillPruneCap(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		listed, gone    int
+		pruneMax        int
+		dryRun          bool
+		pruned, refused int
+	}{
+		{"10 % exactly", 180, 20, 0, false, 20, 0},
+		{"one over 10 %", 179, 21, 0, false, 0, 21},
+		{"the floor of 10", 40, 10, 0, false, 10, 0},
+		{"one over the floor", 39, 11, 0, false, 0, 11},
+		{"--prune-max lets more go", 179, 21, 21, false, 21, 0},
+		{"--prune-max below the default", 180, 20, 19, false, 0, 20},
+		{"a dry run reports the same refusal", 179, 21, 0, true, 0, 21},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+				fake, _ := seedClerk(t, tc.listed)
+				for i := range tc.gone {
+					s := models.Snapshot{ID: fmt.Sprintf("gone_%02d", i), UpdatedAt: 1}
+					if _, err := models.ApplySnapshot(context.Background(), db, s, models.SourceWebhook); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sum, err := run(t, db, fake, backfill.Options{Prune: true, PruneMax: tc.pruneMax, DryRun: tc.dryRun})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sum.Pruned != tc.pruned || sum.UsersPruneRefused.Missing != tc.refused || sum.Created != tc.listed {
+					t.Errorf("created %d, pruned %d, refused %+v; want %d, %d, %d", sum.Created, sum.Pruned, sum.UsersPruneRefused,
+						tc.listed, tc.pruned, tc.refused)
+				}
+				if tc.refused > 0 && (sum.UsersPruneRefused.Live != tc.listed+tc.gone || len(sum.Refusals()) != 1) {
+					t.Errorf("refusal %+v, want %d live rows", sum.UsersPruneRefused, tc.listed+tc.gone)
+				}
+				var live int64
+				db.Model(&models.User{}).Where("deleted_at IS NULL").Count(&live)
+				want := tc.listed + tc.gone - tc.pruned
+				if tc.dryRun {
+					want = tc.gone // a dry run writes nothing: only the gone rows were there
+				}
+				if int(live) != want {
+					t.Errorf("live rows = %d, want %d", live, want)
+				}
+			})
+		})
+	}
+}

@@ -2,9 +2,7 @@ package backfill
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/usersync/usersync/clerkapi"
@@ -14,6 +12,7 @@ import (
 // Counts is what a run did to one kind of object.
 type Counts struct {
 	Listed, Created, Updated, Unchanged, Stale, Pruned, Errors int
+	PruneRefused                                               PruneRefusal // set when the prune cap refused this table's prune
 }
 
 func (c *Counts) count(o models.Outcome) {
@@ -154,34 +153,10 @@ func (r *runner) pruneOrgs(ctx context.Context, started time.Time) error {
 	if err != nil {
 		return err
 	}
-	var mu sync.Mutex
-	var deleted []string
-	err = eachParallel(ctx, r.opts.Parallel, missing, func(ctx context.Context, id string) error {
-		err := r.withRetry(ctx, "get organization", func() error { return r.clerk.GetOrganization(ctx, id) })
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case errors.Is(err, clerkapi.ErrOrganizationNotFound):
-			deleted = append(deleted, id)
-		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-			return err
-		case err != nil:
-			r.sum.Organizations.Errors++
-			r.opts.Log.Error("could not confirm deletion", "organization_id", id, "err", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	// The prune cap of contract section 9 decides here, per table, whether
-	// these rows may be tombstoned in one run.
-	for _, id := range deleted {
-		if err := r.applyPrune(ctx, models.OrgChange{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: id}}); err != nil {
+	if len(missing) > 0 {
+		if err := r.pruneOrgsConfirmed(ctx, missing); err != nil {
 			return err
 		}
-		r.sum.Organizations.Pruned++
-		r.observe("organizations", id, models.Deleted)
 	}
 	var gone []string
 	err = models.EachLiveMembershipID(ctx, r.db, clerkapi.ListedBefore(started), func(id string) error {
@@ -193,6 +168,14 @@ func (r *runner) pruneOrgs(ctx context.Context, started time.Time) error {
 	if err != nil || len(gone) == 0 {
 		return err
 	}
+	limit, live, err := r.pruneLimit(ctx, "memberships")
+	if err != nil {
+		return err
+	}
+	if len(gone) > limit {
+		r.sum.Memberships.PruneRefused = r.refuse(PruneRefusal{Table: "memberships", Missing: len(gone), Limit: limit, Live: live})
+		return nil
+	}
 	n := len(gone)
 	if !r.opts.DryRun {
 		if n, err = models.TombstoneMemberships(ctx, r.db, gone, r.opts.Source); err != nil {
@@ -203,6 +186,34 @@ func (r *runner) pruneOrgs(ctx context.Context, started time.Time) error {
 		}
 	}
 	r.sum.Memberships.Pruned += n
+	return nil
+}
+
+// pruneOrgsConfirmed tombstones the missing organizations Clerk answers
+// 404 for, within the prune cap.
+func (r *runner) pruneOrgsConfirmed(ctx context.Context, missing []string) error {
+	limit, live, err := r.pruneLimit(ctx, "organizations")
+	if err != nil {
+		return err
+	}
+	deleted, over, err := r.confirmGone(ctx, missing, limit, clerkapi.ErrOrganizationNotFound, r.clerk.GetOrganization,
+		func(id string, err error) {
+			r.sum.Organizations.Errors++
+			r.opts.Log.Error("could not confirm deletion", "organization_id", id, "err", err)
+		})
+	if err != nil || over {
+		if over {
+			r.sum.Organizations.PruneRefused = r.refuse(PruneRefusal{Table: "organizations", Missing: len(missing), Limit: limit, Live: live})
+		}
+		return err
+	}
+	for _, id := range deleted {
+		if err := r.applyPrune(ctx, models.OrgChange{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: id}}); err != nil {
+			return err
+		}
+		r.sum.Organizations.Pruned++
+		r.observe("organizations", id, models.Deleted)
+	}
 	return nil
 }
 

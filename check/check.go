@@ -77,7 +77,7 @@ func Run(ctx context.Context, getenv func(string) string, w io.Writer) bool {
 func (c *Checker) checks() []func(context.Context) Result {
 	return []func(context.Context) Result{
 		c.Database, c.Schema, c.Grants, c.Connection,
-		c.ClerkKey, c.Clock, c.WebhookSecret, c.CORS, c.LastWebhook, c.LastReconcile,
+		c.ClerkKey, c.Instance, c.Clock, c.WebhookSecret, c.CORS, c.LastWebhook, c.LastReconcile,
 	}
 }
 

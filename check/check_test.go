@@ -63,7 +63,7 @@ func TestCheckPassesOnACorrectSetup(t *testing.T) {
 	for _, d := range modelstest.Dialects {
 		t.Run(string(d), func(t *testing.T) {
 			passed, out := runCheck(t, goodEnv(fake, migrated(t, d)))
-			if !passed || strings.Contains(out, "FAIL") || strings.Contains(out, "skip") || strings.Count(out, "\nok ") != 10 {
+			if !passed || strings.Contains(out, "FAIL") || strings.Contains(out, "skip") || strings.Count(out, "\nok ") != 11 {
 				t.Fatalf("check failed on a correct setup:\n%s", out)
 			}
 		})
@@ -77,7 +77,7 @@ func TestCheckPassesThroughPgBouncer(t *testing.T) {
 	fake := clerktest.New(t)
 	pooled := modelstest.PoolerURLFor(t, migrated(t, models.Postgres))
 	passed, out := runCheck(t, goodEnv(fake, pooled))
-	if !passed || strings.Contains(out, "FAIL") || strings.Count(out, "\nok ") != 10 {
+	if !passed || strings.Contains(out, "FAIL") || strings.Count(out, "\nok ") != 11 {
 		t.Fatalf("check failed through the pooler:\n%s", out)
 	}
 	if l := line(t, out, "connection"); !strings.Contains(l, "pooler") {
@@ -175,7 +175,7 @@ func TestCheckGrantsOnPostgres(t *testing.T) {
 	// Read-only on one table is still a failure, naming what is missing.
 	if err := owner.Exec("GRANT SELECT, INSERT, UPDATE, DELETE ON users TO " + role + "; GRANT SELECT ON webhook_events TO " + role +
 		"; GRANT SELECT, INSERT, UPDATE ON organizations, organization_memberships TO " + role +
-		"; GRANT SELECT, UPDATE ON reconcile_state TO " + role).Error; err != nil {
+		"; GRANT SELECT, UPDATE ON sync_state TO " + role).Error; err != nil {
 		t.Fatal(err)
 	}
 	_, out = runCheck(t, env)
@@ -248,7 +248,7 @@ func TestCheckPrintsTheSyncAges(t *testing.T) {
 			dsn := migrated(t, d)
 			db := modelstest.Open(t, d, strings.TrimPrefix(dsn, "sqlite://"))
 			now := time.Now()
-			db.Exec("UPDATE reconcile_state SET last_success_at = ?", now.Add(-2*time.Minute).UnixMilli())
+			db.Exec("UPDATE sync_state SET last_success_at = ?", now.Add(-2*time.Minute).UnixMilli())
 			db.Create(&models.WebhookEvent{SvixID: "msg_1", EventType: "user.updated", Outcome: "applied",
 				ReceivedAt: now.Add(-3 * time.Hour)})
 			db.Create(&models.WebhookEvent{SvixID: "msg_2", EventType: "user.updated", Outcome: "stale",
@@ -265,6 +265,41 @@ func TestCheckPrintsTheSyncAges(t *testing.T) {
 			want := "the last successful pass began 2m0s ago (every 15s, a full pass every 24h0m0s)"
 			if l := line(t, out, "reconcile"); !strings.HasSuffix(l, want) {
 				t.Errorf("reconcile line = %q, want it to end %q", l, want)
+			}
+		})
+	}
+}
+
+// check names the instance the database mirrors and fails for a key of
+// another one, without binding an unbound database.
+func TestCheckInstance(t *testing.T) {
+	for _, d := range modelstest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			fake := clerktest.New(t)
+			dsn := migrated(t, d)
+			db := modelstest.Open(t, d, strings.TrimPrefix(dsn, "sqlite://"))
+			env := goodEnv(fake, dsn)
+			_, out := runCheck(t, env)
+			if l := line(t, out, "instance"); !strings.HasPrefix(l, "ok") || !strings.Contains(l, "not bound yet") {
+				t.Errorf("unbound: %q", l)
+			}
+			if bound, _ := models.BoundInstance(t.Context(), db); bound != "" {
+				t.Errorf("check bound the database to %q; it must write nothing", bound)
+			}
+			if _, err := models.BindInstance(t.Context(), db, clerktest.KeyID); err != nil {
+				t.Fatal(err)
+			}
+			_, out = runCheck(t, env)
+			want := "ok    instance        this database mirrors " + clerktest.KeyID + "; CLERK_SECRET_KEY is a development (sk_test_) key of that instance"
+			if l := line(t, out, "instance"); l != want {
+				t.Errorf("bound:\n got %q\nwant %q", l, want)
+			}
+			fake.SetKeyIDs("ins_other")
+			passed, out := runCheck(t, env)
+			l := line(t, out, "instance")
+			if passed || !strings.HasPrefix(l, "FAIL") || !strings.Contains(l, "belongs to Clerk instance ins_other, but this database mirrors "+clerktest.KeyID) ||
+				!strings.Contains(l, "usersync backfill --rebind") {
+				t.Errorf("another instance's key: passed %v, %q", passed, l)
 			}
 		})
 	}

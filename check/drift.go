@@ -35,7 +35,7 @@ func (c *Checker) LastReconcile(ctx context.Context) Result {
 	}
 	st, err := models.ReadReconcileState(ctx, c.db)
 	if err != nil {
-		return Result{Name: name, Status: Skip, Detail: "cannot read reconcile_state: " + oneLine(err)}
+		return Result{Name: name, Status: Skip, Detail: "cannot read sync_state: " + oneLine(err)}
 	}
 	setting := c.reconcileSetting()
 	if st.LastSuccessAt == 0 {

@@ -80,6 +80,7 @@ type server struct {
 	syncLimiter *middleware.RateLimiterMemoryStore
 	confirmed   *confirmations
 	bodies      *bodyBudget
+	instance    instanceGuard
 }
 
 // New returns the HTTP handler with every route and middleware in place.

@@ -141,6 +141,18 @@ func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResul
 
 	ctx, cancel := context.WithTimeout(c.Request().Context(), DBTimeout)
 	defer cancel()
+	if instance := clerkapi.EventInstance(body); instance != "" {
+		foreign, bound, err := s.instance.check(ctx, s.DB, instance)
+		if err != nil {
+			return ev, models.EventResult{}, "error", dbUnavailable(err)
+		}
+		if foreign { // recorded, applied to nothing, answered 409 at every delivery
+			if err := models.RecordEvent(ctx, s.DB, ev, models.EventForeignInstance); err != nil {
+				return ev, models.EventResult{}, "error", dbUnavailable(err)
+			}
+			return ev, models.EventResult{}, string(models.EventForeignInstance), errForeignInstance(instance, bound)
+		}
+	}
 	res, err := s.events.Submit(ctx, ev)
 	if err != nil {
 		return ev, res, "error", dbUnavailable(err)

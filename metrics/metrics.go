@@ -57,6 +57,9 @@ type Metrics struct {
 	// seconds (0: reconcile off), so an alert can compare the two.
 	ReconcileLastSuccess prometheus.Gauge
 	ReconcileInterval    prometheus.Gauge
+	// PruneRefused counts full reconcile passes whose prune the cap refused,
+	// by table (contract section 9).
+	PruneRefused *prometheus.CounterVec
 	// WebhookLastApplied is when a webhook delivery last changed a row
 	// (Unix seconds; read from webhook_events at start, then set per
 	// delivery).
@@ -111,6 +114,10 @@ func New(version string) *Metrics {
 			Name: "usersync_reconcile_interval_seconds",
 			Help: "SYNC_RECONCILE_INTERVAL in seconds (0: reconcile is off).",
 		}),
+		PruneRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersync_prune_refused_total",
+			Help: "Reconcile prunes the prune cap refused (more rows would have been tombstoned than allowed), by table.",
+		}, []string{"table"}),
 		WebhookLastApplied: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "usersync_webhook_last_applied_timestamp_seconds",
 			Help: "When a webhook delivery last changed a row (Unix time; 0 if none is recorded).",
@@ -118,6 +125,7 @@ func New(version string) *Metrics {
 	}
 	for _, table := range []string{"users", "organizations", "memberships"} {
 		m.ReconcileRepaired.WithLabelValues(table)
+		m.PruneRefused.WithLabelValues(table)
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "usersync_build_info", Help: "Always 1; labels name the build.",
@@ -126,7 +134,7 @@ func New(version string) *Metrics {
 	buildInfo.Set(1)
 	m.registry.MustRegister(m.WebhookEvents, m.LoginSyncs, m.ClerkRequests, m.ClerkThrottled, m.Upserts, m.HTTPDuration, buildInfo,
 		m.WebhookEventsDeleted, m.RetentionLastSuccess,
-		m.ReconcileRepaired, m.ReconcilePasses, m.ReconcileLastSuccess, m.ReconcileInterval, m.WebhookLastApplied,
+		m.ReconcileRepaired, m.ReconcilePasses, m.ReconcileLastSuccess, m.ReconcileInterval, m.WebhookLastApplied, m.PruneRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

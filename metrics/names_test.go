@@ -45,6 +45,7 @@ func TestRulesAndDashboardUseExportedSeries(t *testing.T) {
 	for _, must := range []string{"usersync_webhook_events_total", "usersync_login_syncs_total", "usersync_clerk_api_requests_total",
 		"usersync_http_request_duration_seconds_bucket", "go_sql_in_use_connections", "usersync_webhook_events_deleted_total",
 		"usersync_reconcile_repaired_total", "usersync_reconcile_passes_total", "usersync_reconcile_last_success_timestamp_seconds",
+		"usersync_prune_refused_total",
 		"usersync_reconcile_interval_seconds", "usersync_webhook_last_applied_timestamp_seconds"} {
 		if !used[must] {
 			t.Errorf("neither the rules nor the dashboard use %s", must)

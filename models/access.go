@@ -14,7 +14,7 @@ import (
 // tombstone); webhook_events rows are inserted, their outcome updated, and
 // old ones deleted by retention; organizations and memberships are
 // inserted and updated like users (a deletion is a tombstone there too);
-// reconcile_state's one row is read and updated by the reconcile claim.
+// sync_state's one row is read and updated by the reconcile claim.
 var requiredGrants = []struct{ table, privilege string }{
 	{"users", "SELECT"}, {"users", "INSERT"}, {"users", "UPDATE"},
 	{"webhook_events", "SELECT"}, {"webhook_events", "INSERT"},
@@ -22,7 +22,7 @@ var requiredGrants = []struct{ table, privilege string }{
 	{"organizations", "SELECT"}, {"organizations", "INSERT"}, {"organizations", "UPDATE"},
 	{"organization_memberships", "SELECT"}, {"organization_memberships", "INSERT"},
 	{"organization_memberships", "UPDATE"},
-	{"reconcile_state", "SELECT"}, {"reconcile_state", "UPDATE"},
+	{"sync_state", "SELECT"}, {"sync_state", "UPDATE"},
 }
 
 // RuntimeGrants is what a table owner runs to let a restricted role run the

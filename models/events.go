@@ -19,6 +19,9 @@ const (
 	EventStale     EventOutcome = "stale"
 	EventDuplicate EventOutcome = "duplicate"
 	EventIgnored   EventOutcome = "ignored"
+	// EventForeignInstance is a signed event of another Clerk instance than
+	// the one the database mirrors (contract section 9): answered 409.
+	EventForeignInstance EventOutcome = "foreign_instance"
 )
 
 // EventKind says what an event asks of the users table.

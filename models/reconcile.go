@@ -8,8 +8,8 @@ import (
 	"gorm.io/gorm"
 )
 
-// ReconcileState is the one row of reconcile_state: who holds the claim to
-// run passes, and where the last passes started. Times are ms since the
+// ReconcileState is the reconcile part of sync_state's one row: who holds
+// the claim to run passes, and where the last passes started. Times are ms since the
 // epoch; 0 means never.
 type ReconcileState struct {
 	Holder            string
@@ -19,13 +19,11 @@ type ReconcileState struct {
 	LastFullSuccessAt int64
 }
 
-func (ReconcileState) TableName() string { return "reconcile_state" }
-
 // ReadReconcileState reads the reconcile state.
 func ReadReconcileState(ctx context.Context, db *gorm.DB) (ReconcileState, error) {
 	var st ReconcileState
 	err := db.WithContext(ctx).Raw(`SELECT holder, claim_expires_at, last_started_at, last_success_at, last_full_success_at
-		FROM reconcile_state WHERE id = 1`).Row().Scan(&st.Holder, &st.ClaimExpiresAt, &st.LastStartedAt,
+		FROM sync_state WHERE id = 1`).Row().Scan(&st.Holder, &st.ClaimExpiresAt, &st.LastStartedAt,
 		&st.LastSuccessAt, &st.LastFullSuccessAt)
 	return st, err
 }
@@ -47,7 +45,7 @@ type Claim struct {
 // that dies loses the claim when its TTL runs out.
 func ClaimReconcile(ctx context.Context, db *gorm.DB, c Claim) (bool, error) {
 	now := c.Now.UnixMilli()
-	res := db.WithContext(ctx).Exec(`UPDATE reconcile_state SET holder = ?, claim_expires_at = ?, last_started_at = ?
+	res := db.WithContext(ctx).Exec(`UPDATE sync_state SET holder = ?, claim_expires_at = ?, last_started_at = ?
 		WHERE id = 1 AND (holder = '' OR holder = ? OR claim_expires_at < ?) AND last_started_at <= ?`,
 		c.Holder, c.Now.Add(c.TTL).UnixMilli(), now, c.Holder, now, c.Now.Add(-c.Spacing).UnixMilli())
 	return res.RowsAffected == 1, res.Error
@@ -58,7 +56,7 @@ var ErrClaimLost = errors.New("the reconcile claim passed to another replica")
 
 // RenewReconcile extends the holder's claim to now+ttl while its pass runs.
 func RenewReconcile(ctx context.Context, db *gorm.DB, holder string, now time.Time, ttl time.Duration) error {
-	res := db.WithContext(ctx).Exec(`UPDATE reconcile_state SET claim_expires_at = ? WHERE id = 1 AND holder = ?`,
+	res := db.WithContext(ctx).Exec(`UPDATE sync_state SET claim_expires_at = ? WHERE id = 1 AND holder = ?`,
 		now.Add(ttl).UnixMilli(), holder)
 	if res.Error == nil && res.RowsAffected != 1 {
 		return ErrClaimLost
@@ -71,15 +69,15 @@ func RenewReconcile(ctx context.Context, db *gorm.DB, holder string, now time.Ti
 // (and, for a full pass, when the last full pass began). A holder that lost
 // the claim records nothing.
 func FinishReconcile(ctx context.Context, db *gorm.DB, holder string, started time.Time, full, succeeded bool) error {
-	q := `UPDATE reconcile_state SET holder = '', claim_expires_at = 0 WHERE id = 1 AND holder = ?`
+	q := `UPDATE sync_state SET holder = '', claim_expires_at = 0 WHERE id = 1 AND holder = ?`
 	args := []any{holder}
 	switch {
 	case succeeded && full:
-		q = `UPDATE reconcile_state SET holder = '', claim_expires_at = 0, last_success_at = ?, last_full_success_at = ?
+		q = `UPDATE sync_state SET holder = '', claim_expires_at = 0, last_success_at = ?, last_full_success_at = ?
 			WHERE id = 1 AND holder = ?`
 		args = []any{started.UnixMilli(), started.UnixMilli(), holder}
 	case succeeded:
-		q = `UPDATE reconcile_state SET holder = '', claim_expires_at = 0, last_success_at = ? WHERE id = 1 AND holder = ?`
+		q = `UPDATE sync_state SET holder = '', claim_expires_at = 0, last_success_at = ? WHERE id = 1 AND holder = ?`
 		args = []any{started.UnixMilli(), holder}
 	}
 	res := db.WithContext(ctx).Exec(q, args...)

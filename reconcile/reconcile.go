@@ -49,6 +49,10 @@ type Options struct {
 	Metrics                *metrics.Metrics // nil: none
 	Holder                 string           // this replica's name in the claim; made up unless set
 	Now                    func() time.Time // time.Now unless set
+	// Guard checks, before the first pass, that the Clerk key belongs to
+	// the instance the database mirrors (contract section 9); a pass runs
+	// only once it has returned nil. Nil: checked already.
+	Guard func(ctx context.Context) error
 }
 
 // Kind names a pass.
@@ -62,9 +66,10 @@ const (
 
 // Reconciler runs the passes of one replica.
 type Reconciler struct {
-	db    *gorm.DB
-	clerk backfill.Clerk
-	opts  Options
+	db      *gorm.DB
+	clerk   backfill.Clerk
+	opts    Options
+	guarded bool // Guard returned nil once
 }
 
 // New returns a Reconciler; Run starts it.
@@ -123,6 +128,12 @@ func (r *Reconciler) Run(ctx context.Context) {
 // that is due. It returns the kind of pass run, or "" when another replica
 // holds the claim or a pass began less than an interval ago.
 func (r *Reconciler) Tick(ctx context.Context) (Kind, error) {
+	if !r.guarded && r.opts.Guard != nil {
+		if err := r.opts.Guard(ctx); err != nil {
+			return "", fmt.Errorf("no pass: %w", err)
+		}
+	}
+	r.guarded = true
 	st, err := models.ReadReconcileState(ctx, r.db)
 	if err != nil {
 		return "", fmt.Errorf("read reconcile state: %w", err)
@@ -171,6 +182,7 @@ func (r *Reconciler) runClaimed(ctx context.Context, kind Kind, st models.Reconc
 		err = cause
 	}
 	r.count(kind, err)
+	r.reportRefusals(sum)
 	// Objects Clerk sent that could not be mapped were logged one by one;
 	// they do not fail the pass: the next pass would find them the same.
 	log := r.opts.Log.With("kind", string(kind), "listed", sum.Listed, "created", sum.Created, "updated", sum.Updated,
@@ -240,6 +252,19 @@ func (r *Reconciler) observer(imported bool) func(table, id string, o models.Out
 			m.ReconcileRepaired.WithLabelValues(table).Inc()
 		}
 		r.opts.Log.Warn("reconcile repaired a row the webhooks missed", "table", table, "id", id, "change", string(o))
+	}
+}
+
+// reportRefusals logs and counts each table whose prune the cap refused:
+// the pass applied everything else.
+func (r *Reconciler) reportRefusals(sum backfill.Summary) {
+	for _, p := range sum.Refusals() {
+		r.opts.Log.Error("reconcile did not prune: more rows would have been tombstoned than the prune cap allows; "+
+			"check that CLERK_SECRET_KEY is the instance this database mirrors, then prune by hand with usersync backfill --prune --prune-max N",
+			"table", p.Table, "missing", p.Missing, "prune_max", p.Limit, "live", p.Live)
+		if r.opts.Metrics != nil {
+			r.opts.Metrics.PruneRefused.WithLabelValues(p.Table).Inc()
+		}
 	}
 }
 

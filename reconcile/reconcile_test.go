@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,6 +215,52 @@ func TestPassRepairsAFutureDatedRow(t *testing.T) {
 		}
 		if h.repaired("users") != 1 {
 			t.Errorf("repaired = %v, want 1", h.repaired("users"))
+		}
+	})
+}
+
+// A key of another instance stops every pass before anything is listed.
+func TestPassRefusesAnotherInstance(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		h := newHarness(t, db, reconcile.Options{Guard: func(ctx context.Context) error {
+			return models.GuardInstance(ctx, db, "ins_dev")
+		}})
+		if _, err := models.BindInstance(t.Context(), db, "ins_prod"); err != nil {
+			t.Fatal(err)
+		}
+		h.put(0, time.Hour, "")
+		kind, err := h.rec.Tick(context.Background())
+		if kind != "" || err == nil || !strings.Contains(err.Error(), "this database mirrors ins_prod") {
+			t.Fatalf("Tick = %q, %v; want no pass, refused", kind, err)
+		}
+		if n := h.fake.Hits(clerktest.OpListUsers); n != 0 {
+			t.Errorf("%d listings, want none", n)
+		}
+	})
+}
+
+// A full pass whose prune the cap refuses applies everything else, logs
+// and counts the refusal.
+func TestFullPassPruneRefused(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		h := newHarness(t, db, reconcile.Options{FullInterval: time.Hour})
+		for i := range 12 {
+			h.put(i, time.Hour, "")
+		}
+		h.tick(t, reconcile.Full)
+		for i := range 11 { // Clerk's listing comes back short
+			h.fake.DeleteUser(fmt.Sprintf("user_%02d", i))
+		}
+		h.put(20, 0, "")
+		h.clock.Add(time.Hour)
+		h.tick(t, reconcile.Full)
+		var live int64
+		db.Model(&models.User{}).Where("deleted_at IS NULL").Count(&live)
+		if live != 13 {
+			t.Errorf("live rows = %d, want 13: nothing pruned, user_20 created", live)
+		}
+		if got := testutil.ToFloat64(h.m.PruneRefused.WithLabelValues("users")); got != 1 {
+			t.Errorf("usersync_prune_refused_total{table=users} = %v, want 1", got)
 		}
 	})
 }

@@ -53,6 +53,7 @@ type Fake struct {
 	window                []time.Time // when the requests inside the current limitPer arrived
 	limited               int         // requests answered 429 by the rate limit
 	inFlight, maxInFlight int
+	keyIDs                []string // the kids the JWKS lists; [KeyID] unless set
 
 	orgs     map[string]map[string]any // organization objects by id
 	orgOrder []string
@@ -330,8 +331,25 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *Fake) serveJWKS(w http.ResponseWriter) {
-	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &f.Key.PublicKey, KeyID: KeyID, Algorithm: "RS256", Use: "sig"}}}
+	f.mu.Lock()
+	kids := f.keyIDs
+	f.mu.Unlock()
+	if kids == nil {
+		kids = []string{KeyID}
+	}
+	set := jose.JSONWebKeySet{}
+	for _, kid := range kids {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &f.Key.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"})
+	}
 	writeJSON(w, http.StatusOK, set)
+}
+
+// SetKeyIDs makes the JWKS list one key per kid, as the JWKS of another
+// instance (Clerk names its keys after their instance) or of several would.
+func (f *Fake) SetKeyIDs(kids ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keyIDs = kids
 }
 
 func (f *Fake) serveUser(w http.ResponseWriter, id string) {

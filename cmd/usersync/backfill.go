@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 	"github.com/usersync/usersync/models"
 )
 
-const backfillHelp = `Usage: usersync backfill [--dry-run] [--prune] [--page-size N] [--since DURATION]
+const backfillHelp = `Usage: usersync backfill [--dry-run] [--prune] [--prune-max N] [--page-size N] [--since DURATION] [--rebind]
 
 Imports every user from the Clerk Backend API ($CLERK_API_URL/v1/users, oldest
 first) through the same upsert as the webhook, one transaction per page; then
@@ -29,7 +30,16 @@ every organization (/v1/organizations) and membership
 not change are not written. Needs CLERK_SECRET_KEY.
 
 --prune also tombstones organizations Clerk answers 404 for, and live
-memberships neither listing returned (when both completed).
+memberships neither listing returned (when both completed). One run tombstones
+at most --prune-max rows per table (default: 10 % of the table's live rows, and
+at least 10); over it, it prunes nothing in that table, says how many it would
+have, and exits 1.
+
+The database mirrors one Clerk instance, recorded the first time it is learned
+(from CLERK_SECRET_KEY's JWKS, or a webhook event). A key of another instance is
+refused before anything is listed or written. --rebind makes the database mirror
+the key's instance instead, and says what it changes; the other instance's rows
+stay until a reviewed --prune --prune-max N removes them.
 
 --since DURATION runs one incremental pass instead, as serve's reconcile does:
 users updated in the last DURATION (e.g. 1h), most recently updated first,
@@ -45,6 +55,8 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	prune := fs.Bool("prune", false, "after a complete listing, tombstone live rows Clerk answers 404 for")
 	pageSize := fs.Int("page-size", clerkapi.MaxPageSize, "users per request (1-500)")
 	since := fs.Duration("since", 0, "one incremental pass over users updated in this window (e.g. 1h), then exit")
+	pruneMax := fs.Int("prune-max", 0, "the most rows per table one run may prune (default: 10% of the live rows, at least 10)")
+	rebind := fs.Bool("rebind", false, "make the database mirror CLERK_SECRET_KEY's Clerk instance instead of the one it mirrors")
 	if err := parseFlags(fs, args, stdout, backfillHelp); err != nil {
 		return err
 	}
@@ -53,6 +65,8 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		return usageError{errors.New("backfill: --since must be a positive duration such as 1h")}
 	case *since > 0 && *prune:
 		return usageError{errors.New("backfill: --since and --prune cannot be combined: a prune needs the whole listing")}
+	case *pruneMax < 0:
+		return usageError{errors.New("backfill: --prune-max must be 1 or more")}
 	}
 	if *pageSize < 1 || *pageSize > clerkapi.MaxPageSize {
 		return usageError{fmt.Errorf("backfill: --page-size must be between 1 and %d", clerkapi.MaxPageSize)}
@@ -81,7 +95,11 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	// No deadline: backfill waits for budget rather than being refused.
 	budget := clerkapi.NewBudget(cfg.ClerkAPIRate.Requests, cfg.ClerkAPIRate.Per, nil)
 	client := clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, nil, clerkapi.WithBudget(budget))
-	opts := backfill.Options{PageSize: *pageSize, DryRun: *dryRun, Prune: *prune, Retry: backfill.DefaultRetry, Log: log}
+	if err := guardInstance(ctx, db, client, *rebind, *dryRun, stdout, log); err != nil {
+		return err
+	}
+	opts := backfill.Options{PageSize: *pageSize, DryRun: *dryRun, Prune: *prune, PruneMax: *pruneMax,
+		Retry: backfill.DefaultRetry, Log: log}
 	var sum backfill.Summary
 	if *since > 0 {
 		sum, err = backfill.Recent(ctx, db, client, time.Now().Add(-*since), opts)
@@ -93,6 +111,10 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
+	if refused := sum.Refusals(); len(refused) > 0 {
+		printRefusals(stdout, refused)
+		return fmt.Errorf("backfill: the prune cap refused to prune %s (see above)", refusedTables(refused))
+	}
 	if sum.Errors > 0 {
 		return fmt.Errorf("backfill: %d users failed", sum.Errors)
 	}
@@ -100,6 +122,68 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("backfill: %d organizations or memberships failed", n)
 	}
 	return nil
+}
+
+// guardInstance checks that CLERK_SECRET_KEY belongs to the Clerk instance
+// the database mirrors before anything is listed or written (contract
+// section 9), binding an unbound database to it; with rebind it makes the
+// database mirror the key's instance. A dry run writes no binding.
+func guardInstance(ctx context.Context, db *gorm.DB, client *clerkapi.Client, rebind, dryRun bool, stdout io.Writer,
+	log *slog.Logger) error {
+	key, err := client.Instance(ctx)
+	switch {
+	case errors.Is(err, clerkapi.ErrInstanceUnknown) && !rebind:
+		log.Warn("the key's Clerk instance is unknown; the database's binding is not checked", "err", err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("learn CLERK_SECRET_KEY's Clerk instance: %w", err)
+	}
+	bound, err := models.BoundInstance(ctx, db)
+	switch {
+	case err != nil:
+		return err
+	case rebind && dryRun:
+		fmt.Fprintf(stdout, "rebind (dry run): this database mirrors %s; it would mirror %s, CLERK_SECRET_KEY's instance\n",
+			orNone(bound), key)
+		return nil
+	case rebind:
+		if bound, err = models.RebindInstance(ctx, db, key); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "rebind: this database mirrored Clerk instance %s; it now mirrors %s, CLERK_SECRET_KEY's instance. "+
+			"Rows of %[1]s stay until you remove them: review with --prune --dry-run, then run --prune --prune-max N\n",
+			orNone(bound), key)
+		return nil
+	case dryRun && bound != "" && bound != key:
+		return &models.InstanceMismatchError{Bound: bound, Key: key}
+	case dryRun:
+		return nil
+	}
+	return models.GuardInstance(ctx, db, key)
+}
+
+func orNone(instance string) string {
+	if instance == "" {
+		return "no instance"
+	}
+	return instance
+}
+
+// printRefusals says, per table, what the prune cap stopped and how to go on.
+func printRefusals(w io.Writer, refused []backfill.PruneRefusal) {
+	for _, p := range refused {
+		fmt.Fprintf(w, "prune refused for %s: up to %d of its %d live rows would be pruned (Clerk's listing did not return them), "+
+			"more than the cap of %d; nothing was pruned in %[1]s. If Clerk really deleted them, run again with --prune --prune-max %[2]d "+
+			"(check first that CLERK_SECRET_KEY is the instance this database mirrors)\n", p.Table, p.Missing, p.Live, p.Limit)
+	}
+}
+
+func refusedTables(refused []backfill.PruneRefusal) string {
+	names := make([]string, len(refused))
+	for i, p := range refused {
+		names[i] = p.Table
+	}
+	return strings.Join(names, ", ")
 }
 
 func printSummary(w io.Writer, s backfill.Summary, dryRun bool) {

@@ -128,7 +128,7 @@ func TestServeRefusesRoleWithoutGrants(t *testing.T) {
 	u.User, u.Path = url.User(role), "/"+dbName
 	env := map[string]string{"DATABASE_URL": u.String(), "LOG_LEVEL": "warn", "PORT": fmt.Sprint(freePort(t))}
 	err := run(context.Background(), []string{"serve"}, envOf(env), &bytes.Buffer{}, &bytes.Buffer{})
-	want := fmt.Sprintf(`role %q lacks INSERT ON users, UPDATE ON users, INSERT ON webhook_events, UPDATE ON webhook_events, DELETE ON webhook_events, INSERT ON organizations, UPDATE ON organizations, INSERT ON organization_memberships, UPDATE ON organization_memberships, SELECT ON reconcile_state, UPDATE ON reconcile_state: as the tables' owner, run GRANT INSERT, UPDATE ON users TO %[1]s; GRANT INSERT, UPDATE, DELETE ON webhook_events TO %[1]s; GRANT INSERT, UPDATE ON organizations TO %[1]s; GRANT INSERT, UPDATE ON organization_memberships TO %[1]s; GRANT SELECT, UPDATE ON reconcile_state TO %[1]s;`, role)
+	want := fmt.Sprintf(`role %q lacks INSERT ON users, UPDATE ON users, INSERT ON webhook_events, UPDATE ON webhook_events, DELETE ON webhook_events, INSERT ON organizations, UPDATE ON organizations, INSERT ON organization_memberships, UPDATE ON organization_memberships, SELECT ON sync_state, UPDATE ON sync_state: as the tables' owner, run GRANT INSERT, UPDATE ON users TO %[1]s; GRANT INSERT, UPDATE, DELETE ON webhook_events TO %[1]s; GRANT INSERT, UPDATE ON organizations TO %[1]s; GRANT INSERT, UPDATE ON organization_memberships TO %[1]s; GRANT SELECT, UPDATE ON sync_state TO %[1]s;`, role)
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("serve as %s: err = %v, want it to contain %q", role, err, want)
 	}

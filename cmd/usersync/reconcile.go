@@ -18,8 +18,8 @@ import (
 // background through client, the process's one budgeted Clerk client, and
 // returns a function that stops them and waits (a pass in flight releases
 // its claim as it stops).
-func startReconcile(ctx context.Context, cfg config.Config, db *gorm.DB, client *clerkapi.Client, m *metrics.Metrics,
-	log *slog.Logger) func() {
+func startReconcile(ctx context.Context, cfg config.Config, db *gorm.DB, client *clerkapi.Client,
+	guard func(context.Context) error, m *metrics.Metrics, log *slog.Logger) func() {
 	seedWebhookGauge(ctx, db, m, log)
 	switch {
 	case cfg.ReconcileInterval == 0:
@@ -30,7 +30,7 @@ func startReconcile(ctx context.Context, cfg config.Config, db *gorm.DB, client 
 		return func() {}
 	}
 	rec := reconcile.New(db, client, reconcile.Options{Interval: cfg.ReconcileInterval,
-		FullInterval: cfg.FullReconcileInterval, Log: log.With("component", "reconcile"), Metrics: m})
+		FullInterval: cfg.FullReconcileInterval, Log: log.With("component", "reconcile"), Metrics: m, Guard: guard})
 	log.Info("reconcile on", "interval", cfg.ReconcileInterval.String(), "full_interval", cfg.FullReconcileInterval.String())
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

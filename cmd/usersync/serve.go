@@ -78,7 +78,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if deps.Clerk, deps.Sessions, err = clerkDeps(cfg, log, m); err != nil {
 		return err
 	}
-	defer startReconcile(ctx, cfg, db, deps.Clerk, m, log)() // stops before the database closes
+	guard, err := checkInstanceAtStart(ctx, db, deps.Clerk, log)
+	if err != nil {
+		return err
+	}
+	defer startReconcile(ctx, cfg, db, deps.Clerk, guard, m, log)() // stops before the database closes
 	if *pprofAddr != "" {
 		go servePprof(*pprofAddr, log)
 	}

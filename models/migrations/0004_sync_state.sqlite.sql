@@ -1,4 +1,4 @@
--- Reconcile (contract section 8), as 0004_reconcile.postgres.sql. SQLite cannot
+-- Reconcile and the guard (contract sections 8 and 9), as 0004_sync_state.postgres.sql. SQLite cannot
 -- change a CHECK constraint in place, so the three tables are rebuilt with
 -- 'reconcile' allowed, keeping their rows and indexes.
 CREATE TABLE users_new (
@@ -64,12 +64,13 @@ CREATE INDEX organization_memberships_user_id ON organization_memberships (user_
 CREATE UNIQUE INDEX organization_memberships_pair_live ON organization_memberships (organization_id, user_id)
     WHERE deleted_at IS NULL;
 
-CREATE TABLE reconcile_state (
+CREATE TABLE sync_state (
     id                   INTEGER PRIMARY KEY CHECK (id = 1),
+    clerk_instance_id    TEXT NOT NULL DEFAULT '',
     holder               TEXT NOT NULL DEFAULT '',
     claim_expires_at     BIGINT NOT NULL DEFAULT 0,
     last_started_at      BIGINT NOT NULL DEFAULT 0,
     last_success_at      BIGINT NOT NULL DEFAULT 0,
     last_full_success_at BIGINT NOT NULL DEFAULT 0
 );
-INSERT INTO reconcile_state (id) VALUES (1);
+INSERT INTO sync_state (id) VALUES (1);
