@@ -156,7 +156,9 @@ func TestServeGuardsTheInstance(t *testing.T) {
 			bind(t, env, "ins_prod") // as a webhook of the production instance would have
 			env["PORT"] = fmt.Sprint(freePort(t))
 			done := make(chan error, 1)
-			go func() { done <- run(context.Background(), []string{"serve"}, envOf(env), &bytes.Buffer{}, &bytes.Buffer{}) }()
+			go func() {
+				done <- run(context.Background(), []string{"serve"}, envOf(env), &bytes.Buffer{}, &bytes.Buffer{})
+			}()
 			select {
 			case err := <-done:
 				var u usageError
