@@ -2,9 +2,11 @@ package handlers_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -276,19 +278,25 @@ func TestCORSOriginsAreExact(t *testing.T) {
 	}
 }
 
-// Item 3, in process: with the 64 MiB budget held by 64 stalled 1 MiB
-// bodies, more deliveries wait briefly and then get 503 with Retry-After,
-// and the stalled ones are cut off by the body read deadline with 408.
+// In process: with the budget (8 MiB here, 64 in serve) held by 8 bodies
+// of 1 MiB that arrived but for their last byte, more deliveries wait
+// briefly and then get 503 with Retry-After, and the stalled ones are cut
+// off by the body read deadline with 408.
 func TestWebhookBodyBudget(t *testing.T) {
-	srv := httptest.NewServer(newHandler(t, modelstest.New(t, models.SQLite), secret1))
+	const stalled, extra = 8, 6
+	v, _ := handlers.NewVerifier([]string{secret1})
+	srv := httptest.NewServer(handlers.New(handlers.Deps{DB: modelstest.New(t, models.SQLite), Webhooks: v, BodyBudget: stalled << 20}))
 	t.Cleanup(srv.Close)
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	const stalled, extra = 64, 6
 	statuses := make(chan string, stalled+extra)
-	var wg sync.WaitGroup
+	full := strings.Repeat("x", 1<<20-1)
+	var wg, written sync.WaitGroup
+	written.Add(stalled)
 	for i := range stalled + extra {
 		if i == stalled {
-			time.Sleep(500 * time.Millisecond) // the first 64 hold the budget
+			// The first ones hold the budget once their bytes are in.
+			written.Wait()
+			time.Sleep(300 * time.Millisecond)
 		}
 		wg.Go(func() {
 			c, err := net.Dial("tcp", addr)
@@ -297,7 +305,12 @@ func TestWebhookBodyBudget(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			fmt.Fprintf(c, "POST /api/webhooks/clerk HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n{", addr, 1<<20)
+			head := fmt.Sprintf("POST /api/webhooks/clerk HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", addr, 1<<20)
+			if i < stalled {
+				go func() { c.Write([]byte(head + full)); written.Done() }()
+			} else {
+				c.Write([]byte(head + "{")) // waits for budget from its first bytes
+			}
 			c.SetReadDeadline(time.Now().Add(15 * time.Second))
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
@@ -315,5 +328,52 @@ func TestWebhookBodyBudget(t *testing.T) {
 	}
 	if got["408 "] != stalled || got["503 1"] != extra {
 		t.Errorf("answers = %v, want %d × 408 and %d × 503 with Retry-After: 1", got, stalled, extra)
+	}
+}
+
+// The budget is spent on bytes that arrived: 512 connections that announce
+// 1 MiB and send only their headers hold 4 KiB each, so a signed webhook
+// and a login sync with a body are answered normally meanwhile (before,
+// each reserved the 1 MiB it announced and both waited 2 s for a 503).
+func TestHeaderOnlyFloodLocksNobodyOut(t *testing.T) {
+	env := newSyncEnv(t, modelstest.New(t, models.SQLite), syncOpts{jwtKey: true})
+	env.fake.PutUser(clerktest.User("user_1", 100, "a@example.com", nil))
+	srv := httptest.NewServer(env.h)
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	const flood = 512
+	for i := range flood {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "POST /api/webhooks/clerk HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", addr, 1<<20)
+	}
+	time.Sleep(300 * time.Millisecond) // every flood request is reading its body
+
+	body := userEvent("user.created", "user_2", 100, "b@example.com")
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/webhooks/clerk", bytes.NewReader(body))
+	req.Header = signed(t, secret1, "msg_during_flood", time.Now(), body)
+	wantHTTP(t, req, 200, `{"outcome":"applied"}`)
+
+	req, _ = http.NewRequest(http.MethodPost, srv.URL+"/api/user/sync", strings.NewReader(`{"userId":"user_1"}`))
+	req.Header.Set("Authorization", "Bearer "+env.fake.Token(clerktest.Claims("user_1")))
+	wantHTTP(t, req, 200, "")
+}
+
+// wantHTTP sends req to a real server within 1.5 s (under bodyWait, the
+// wait for budget) and checks the status, and the body unless want is "".
+func wantHTTP(t *testing.T, req *http.Request, status int, want string) {
+	t.Helper()
+	start := time.Now()
+	resp, err := (&http.Client{Timeout: 1500 * time.Millisecond}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status || (want != "" && strings.TrimSpace(string(got)) != want) {
+		t.Errorf("%s after %s = %d %s, want %d %s", req.URL.Path, time.Since(start).Round(time.Millisecond), resp.StatusCode, got, status, want)
 	}
 }
