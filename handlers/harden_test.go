@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -376,4 +377,58 @@ func wantHTTP(t *testing.T, req *http.Request, status int, want string) {
 	if resp.StatusCode != status || (want != "" && strings.TrimSpace(string(got)) != want) {
 		t.Errorf("%s after %s = %d %s, want %d %s", req.URL.Path, time.Since(start).Round(time.Millisecond), resp.StatusCode, got, status, want)
 	}
+}
+
+// Every value the database cannot store, in users, organizations and
+// memberships, is answered 400 with a short message at decode time (it was
+// 503, and Svix retried for days), and the rows stay as they were, on both
+// databases.
+func TestWebhookRefusesUnstorableValues(t *testing.T) {
+	long := strings.Repeat("a", 3000)
+	member := func(id, org, user, role string) string {
+		return fmt.Sprintf(`{"type":"organizationMembership.updated","data":{"object":"organization_membership","id":%q,
+			"role":%q,"created_at":1,"updated_at":200,
+			"organization":{"object":"organization","id":%q,"name":"Acme","updated_at":200},
+			"public_user_data":{"user_id":%q}}}`, id, role, org, user)
+	}
+	org := func(id, extra string) string {
+		return fmt.Sprintf(`{"type":"organization.updated","data":{"object":"organization","id":%q,"name":"Acme"%s,"updated_at":200}}`, id, extra)
+	}
+	cases := []struct{ name, body, want string }{
+		{"user id over 255 bytes", string(userEvent("user.updated", "user_"+long, 200, "b@example.com")), "not a Clerk event: data.id is longer than 255 bytes"},
+		{"email over 320 bytes", string(userEvent("user.updated", "user_1", 200, long+"@example.com")), "value cannot be stored: primary email address is longer than 320 bytes"},
+		{"NUL in email", string(userEvent("user.updated", "user_1", 200, "b<NUL>@example.com")), "value cannot be stored: primary email address holds a control character"},
+		{"organization id over 255 bytes", org("org_"+long, ""), "not a Clerk event: data.id is longer than 255 bytes"},
+		{"members_count beyond int32", org("org_1", `,"members_count":3000000000`), "value cannot be stored: members_count is out of range"},
+		{"members_count beyond int64", org("org_1", `,"members_count":30000000000000000000`), "invalid Clerk event"},
+		{"NUL in public_user_data.user_id", member("mem_1", "org_1", "user_<NUL>1", "org:admin"), "value cannot be stored: public_user_data.user_id holds a control character"},
+		{"user_id over 255 bytes", member("mem_1", "org_1", "user_"+long, "org:admin"), "value cannot be stored: public_user_data.user_id is longer than 255 bytes"},
+		{"NUL in organization.id", member("mem_1", "org_<NUL>1", "user_1", "org:admin"), "value cannot be stored: id holds a control character"},
+		{"organization.id over 255 bytes", member("mem_1", "org_"+long, "user_1", "org:admin"), "value cannot be stored: id is longer than 255 bytes"},
+		{"NUL in role", member("mem_1", "org_1", "user_1", "org:<NUL>admin"), "value cannot be stored: role holds a control character"},
+		{"role over 255 bytes", member("mem_1", "org_1", "user_1", long), "value cannot be stored: role is longer than 255 bytes"},
+		{"NUL in a membership deletion", strings.Replace(member("mem_1", "org_1", "user_1", "org:<NUL>admin"), "membership.updated", "membership.deleted", 1), "value cannot be stored: role holds a control character"},
+		{"timestamp beyond int64", strings.Replace(org("org_1", ""), `"updated_at":200`, `"updated_at":9223372036854775808`, 1), "invalid Clerk event"},
+	}
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		h := newHandler(t, db, secret1)
+		seed := [][]byte{userEvent("user.created", "user_1", 100, "a@example.com"), orgEvent("organization.created", "org_1", 100),
+			membershipEvent("organizationMembership.created", "mem_1", "org_1", "user_1", 100, 100)}
+		for i, body := range seed {
+			wantResponse(t, post(h, body, signed(t, secret1, fmt.Sprintf("msg_seed_%d", i), time.Now(), body)), 200, `{"outcome":"applied"}`)
+		}
+		before := rowStamps(t, db)
+		for i, tc := range cases {
+			body := []byte(strings.ReplaceAll(tc.body, "<NUL>", `\u0000`)) // %q cannot write a JSON NUL
+			rec := post(h, body, signed(t, secret1, fmt.Sprintf("msg_bad_%d", i), time.Now(), body))
+			want, _ := json.Marshal(map[string]string{"error": tc.want})
+			if rec.Code != 400 || strings.TrimSpace(rec.Body.String()) != string(want) {
+				t.Errorf("%s: %d %s, want 400 %s", tc.name, rec.Code, rec.Body, want)
+			}
+		}
+		if after := rowStamps(t, db); !maps.Equal(after, before) {
+			t.Errorf("rows changed: before %v, after %v", before, after)
+		}
+		wantEvents(t, db, int64(len(seed)))
+	})
 }
