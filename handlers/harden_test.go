@@ -22,6 +22,7 @@ import (
 	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/clerkapi/clerktest"
 	"github.com/usersync/usersync/handlers"
+	"github.com/usersync/usersync/metrics"
 	"github.com/usersync/usersync/models"
 	"github.com/usersync/usersync/models/modelstest"
 )
@@ -431,4 +432,63 @@ func TestWebhookRefusesUnstorableValues(t *testing.T) {
 		}
 		wantEvents(t, db, int64(len(seed)))
 	})
+}
+
+// A caller who hangs up is not a server or Clerk failure: a login sync cut
+// short while Clerk answers slowly, or while the JWKS is fetched slowly, is
+// recorded with status 499 and outcome client_gone, the Clerk call as
+// canceled, and nothing is logged at ERROR (before: 502 clerk_unavailable
+// logged at ERROR, a Clerk call counted as error, and 500 for the JWKS
+// wait; together they fired UsersyncServerErrors and UsersyncClerkUnavailable).
+func TestClientHangUpsAreNotFailures(t *testing.T) {
+	for _, jwks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("jwks=%v", jwks), func(t *testing.T) {
+			log := &lockedBuffer{}
+			fake := clerktest.New(t)
+			fake.PutUser(clerktest.User("user_1", 100, "a@example.com", nil))
+			fake.SetLatency(300 * time.Millisecond)
+			m := metrics.New("test")
+			client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, &http.Client{Transport: m.ClerkTransport(http.DefaultTransport)})
+			cfg := clerkapi.SessionConfig{Client: client}
+			if !jwks {
+				cfg.JWTKey = fake.PublicKeyPEM()
+			}
+			sessions, err := clerkapi.NewSessionVerifier(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := handlers.New(handlers.Deps{DB: modelstest.New(t, models.SQLite), Clerk: client, Sessions: sessions,
+				Metrics: m, Log: slog.New(slog.NewJSONHandler(log, nil))})
+			for range 5 {
+				// curl -m 0.1 closes the connection: net/http cancels the context.
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(100*time.Millisecond, cancel)
+				req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/api/user/sync", strings.NewReader(`{"userId":"user_1"}`))
+				req.Header.Set("Authorization", "Bearer "+fake.Token(clerktest.Claims("user_1")))
+				h.ServeHTTP(httptest.NewRecorder(), req)
+				cancel()
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			op := "get_user"
+			if jwks {
+				op = "get_jwks"
+			}
+			for series, want := range map[string]string{
+				`usersync_login_syncs_total{outcome="client_gone"}`:                                               "5",
+				`usersync_login_syncs_total{outcome="clerk_unavailable"}`:                                         "absent",
+				`usersync_http_request_duration_seconds_count{method="POST",route="/api/user/sync",status="499"}`: "5",
+				`usersync_http_request_duration_seconds_count{method="POST",route="/api/user/sync",status="500"}`: "absent",
+				`usersync_http_request_duration_seconds_count{method="POST",route="/api/user/sync",status="502"}`: "absent",
+				fmt.Sprintf(`usersync_clerk_api_requests_total{operation=%q,status="error"}`, op):                 "absent",
+			} {
+				if got := metricValue(t, rec.Body.String(), series); got != want {
+					t.Errorf("%s = %s, want %s", series, got, want)
+				}
+			}
+			if strings.Contains(log.String(), `"level":"ERROR"`) {
+				t.Errorf("hang-ups logged at ERROR:\n%s", errorLines(log.String()))
+			}
+		})
+	}
 }
