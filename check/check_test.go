@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -265,6 +269,87 @@ func TestCheckPrintsTheSyncAges(t *testing.T) {
 			want := "the last successful pass began 2m0s ago (every 15s, a full pass every 24h0m0s)"
 			if l := line(t, out, "reconcile"); !strings.HasSuffix(l, want) {
 				t.Errorf("reconcile line = %q, want it to end %q", l, want)
+			}
+		})
+	}
+}
+
+// pgTables lists the tables of the database at dsn, and goose's rows.
+func pgTables(t *testing.T, dsn string) string {
+	t.Helper()
+	db, err := models.Open(context.Background(), models.Postgres, dsn) // modelstest.Open would migrate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close(db)
+	var tables []string
+	if err := db.Raw(`SELECT tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`).
+		Scan(&tables).Error; err != nil {
+		t.Fatal(err)
+	}
+	var rows int64
+	if slices.Contains(tables, "goose_db_version") {
+		db.Raw("SELECT count(*) FROM goose_db_version").Scan(&rows)
+	}
+	return fmt.Sprintf("%v, %d goose rows", tables, rows)
+}
+
+// check writes nothing to Postgres: on an empty database it reports the
+// migrations pending without creating goose_db_version (goose's provider
+// creates it when asked for versions), and a migrated one is left as it was.
+func TestCheckWritesNothingToPostgres(t *testing.T) {
+	fake := clerktest.New(t)
+	for name, dsn := range map[string]string{"empty": modelstest.NewDSN(t, models.Postgres), "migrated": migrated(t, models.Postgres)} {
+		t.Run(name, func(t *testing.T) {
+			before := pgTables(t, dsn)
+			_, out := runCheck(t, goodEnv(fake, dsn))
+			if after := pgTables(t, dsn); after != before {
+				t.Errorf("tables before check: %s; after: %s", before, after)
+			}
+			schema := line(t, out, "schema")
+			if want := map[string]string{"empty": "FAIL", "migrated": "ok"}[name]; !strings.HasPrefix(schema, want) {
+				t.Errorf("schema line = %q, want %s", schema, want)
+			}
+		})
+	}
+}
+
+// check neither creates, chmods nor writes an SQLite file: an empty 0644
+// file and a migrated 0600 one keep their mode and modification time, and
+// no -wal or -shm file is left beside them.
+func TestCheckWritesNothingToSQLite(t *testing.T) {
+	fake := clerktest.New(t)
+	empty := filepath.Join(t.TempDir(), "empty.db")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	full := strings.TrimPrefix(migrated(t, models.SQLite), "sqlite://")
+	for name, path := range map[string]string{"empty": empty, "migrated": full} {
+		t.Run(name, func(t *testing.T) {
+			past := time.Now().Add(-time.Hour).Truncate(time.Second)
+			if err := os.Chtimes(path, past, past); err != nil {
+				t.Fatal(err)
+			}
+			stat := func() string {
+				info, err := os.Stat(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				entries, _ := os.ReadDir(filepath.Dir(path))
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				return fmt.Sprintf("mode %04o, mtime %s, size %d, files %v", info.Mode().Perm(), info.ModTime().UTC(), info.Size(), names)
+			}
+			before := stat()
+			_, out := runCheck(t, goodEnv(fake, "sqlite://"+path))
+			if after := stat(); after != before {
+				t.Errorf("before check: %s\nafter: %s\n%s", before, after, out)
+			}
+			schema := line(t, out, "schema")
+			if want := map[string]string{"empty": "FAIL", "migrated": "ok"}[name]; !strings.HasPrefix(schema, want) {
+				t.Errorf("schema line = %q, want %s\n%s", schema, want, out)
 			}
 		})
 	}

@@ -2,10 +2,14 @@ package check
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/usersync/usersync/config"
 )
 
 // MaxClockSkew is Svix's timestamp tolerance: a webhook whose timestamp is
@@ -23,9 +27,10 @@ func (c *Checker) ClerkKey(ctx context.Context) Result {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	target := c.Cfg.ClerkAPIURL + "/v1/users?limit=1"
+	shown := config.MaskURL(c.Cfg.ClerkAPIURL) // it may carry credentials
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return fail(name, "CLERK_API_URL: %s", oneLine(err))
+		return fail(name, "CLERK_API_URL %s is not a valid URL", shown)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Cfg.ClerkSecretKey)
 	client := c.HTTP
@@ -34,7 +39,7 @@ func (c *Checker) ClerkKey(ctx context.Context) Result {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fail(name, "cannot reach Clerk at CLERK_API_URL (%s): %s", c.Cfg.ClerkAPIURL, oneLine(err))
+		return fail(name, "cannot reach Clerk at CLERK_API_URL (%s): %s", shown, oneLine(withoutURL(err)))
 	}
 	resp.Body.Close()
 	if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
@@ -45,9 +50,19 @@ func (c *Checker) ClerkKey(ctx context.Context) Result {
 		return fail(name, "Clerk refused CLERK_SECRET_KEY (%d): copy the Secret key (sk_live_… or sk_test_…) of this instance from Clerk Dashboard → API keys",
 			resp.StatusCode)
 	case resp.StatusCode != http.StatusOK:
-		return fail(name, "GET %s/v1/users answered %d: check CLERK_API_URL, or Clerk's status page", c.Cfg.ClerkAPIURL, resp.StatusCode)
+		return fail(name, "GET %s/v1/users answered %d: check CLERK_API_URL, or Clerk's status page", shown, resp.StatusCode)
 	}
-	return ok(name, "accepted by %s (GET /v1/users?limit=1 answered 200)", c.Cfg.ClerkAPIURL)
+	return ok(name, "accepted by %s (GET /v1/users?limit=1 answered 200)", shown)
+}
+
+// withoutURL drops the request URL that net/http repeats in its errors:
+// it strips a password from it, not a user name that may be a key.
+func withoutURL(err error) error {
+	var u *url.Error
+	if errors.As(err, &u) {
+		return u.Err
+	}
+	return err
 }
 
 // Clock compares this machine's clock with the Date of Clerk's answer.

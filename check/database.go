@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/usersync/usersync/models"
 )
@@ -23,7 +26,8 @@ func (c *Checker) Database(ctx context.Context) Result {
 			return fail(name, "SQLite file %s does not exist yet: run 'usersync migrate' (or start serve) in this directory, or set DATABASE_URL", file)
 		}
 	}
-	db, err := models.OpenWith(ctx, d.Dialect, d.DSN, models.Options{MaxConns: 2})
+	// Read-only: check creates and changes nothing, not even on an empty database.
+	db, err := models.OpenWith(ctx, d.Dialect, d.DSN, models.Options{MaxConns: 2, ReadOnly: true})
 	if err != nil {
 		return fail(name, "%s: check DATABASE_URL (host, port, user, password, database name, sslmode)", oneLine(err))
 	}
@@ -40,7 +44,7 @@ func (c *Checker) Schema(ctx context.Context) Result {
 	if c.db == nil {
 		return Result{Name: name, Status: Skip, Detail: "the database is not reachable"}
 	}
-	pending, err := models.MigrationsPending(ctx, c.db)
+	pending, err := models.MigrationsPendingReadOnly(ctx, c.db)
 	switch {
 	case err != nil && strings.Contains(err.Error(), "42501"): // insufficient_privilege
 		return fail(name, "the role may not read goose_db_version, the migration log serve reads at start: "+
@@ -75,22 +79,19 @@ func (c *Checker) Grants(ctx context.Context) Result {
 // Tables are the tables the service reads and writes.
 var Tables = models.RuntimeTables()
 
-// sqliteWritable tries a write in a transaction that is rolled back.
+// sqliteWritable asks the kernel whether this user may write the SQLite
+// file and create its -wal and -shm beside it, without writing.
 func (c *Checker) sqliteWritable(ctx context.Context) Result {
 	const name = "grants"
-	tx := c.db.WithContext(ctx).Begin()
-	if tx.Error == nil {
-		for _, t := range Tables {
-			if tx.Error = tx.Exec("DELETE FROM " + t + " WHERE 1 = 0").Error; tx.Error != nil {
-				break
-			}
-		}
+	var queryOnly bool // set by a query_only pragma in DATABASE_URL
+	if err := c.db.WithContext(ctx).Raw("PRAGMA query_only").Scan(&queryOnly).Error; err != nil || queryOnly {
+		return fail(name, "cannot write the SQLite file %s (query_only): remove the query_only pragma from DATABASE_URL", c.Cfg.Database.SQLitePath())
 	}
-	err := tx.Error
-	tx.Rollback()
-	if err != nil {
-		return fail(name, "cannot write the SQLite file %s (%s): make the file and its directory writable by this user",
-			c.Cfg.Database.SQLitePath(), oneLine(err))
+	path, _, _ := strings.Cut(c.Cfg.Database.SQLitePath(), "?")
+	for _, p := range []string{path, filepath.Dir(path)} {
+		if err := unix.Access(p, unix.W_OK); err != nil {
+			return fail(name, "cannot write %s (%s): make the SQLite file and its directory writable by this user", p, oneLine(err))
+		}
 	}
 	return ok(name, "the SQLite file is writable")
 }

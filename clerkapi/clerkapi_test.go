@@ -237,6 +237,7 @@ func FuzzSnapshotFromJSON(f *testing.F) {
 	f.Add(user(`,"primary_phone_number_id":"p","phone_numbers":[{"id":"p","phone_number":""}],"public_metadata":{"tier":"Maxx"}`))
 	f.Add([]byte(`{"id":"u","first_name":"","username":null,"image_url":"","public_metadata":[]}`))
 	f.Add([]byte(`{"id":"u","first_name":"a\u0000","unsafe_metadata":{"x":"\ud800","n":1.50}}`))
+	f.Add(user(`,"primary_email_address_id":"e","email_addresses":[{"id":"e","email_address":"a\u0000@b"}]`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s, err := clerkapi.SnapshotFromJSON(raw)
 		if err != nil {
@@ -262,5 +263,21 @@ func FuzzSnapshotFromJSON(f *testing.F) {
 		if s.EmailVerified && s.Email == nil {
 			t.Fatal("verified without an email")
 		}
+		wantStorable(t, "id", &s.ID, 255)
+		wantStorable(t, "email", s.Email, 320)
+		for _, p := range []*string{s.FirstName, s.LastName, s.ImageURL, s.Username, s.PhoneNumber} {
+			if p != nil && (!utf8.ValidString(*p) || strings.Contains(*p, "\x00")) {
+				t.Fatalf("text %q is not storable", *p)
+			}
+		}
 	})
+}
+
+// wantStorable fails for a value Postgres cannot store in an indexed
+// column: invalid UTF-8, a control character, or more than max bytes.
+func wantStorable(t *testing.T, field string, v *string, max int) {
+	t.Helper()
+	if v != nil && (len(*v) > max || !utf8.ValidString(*v) || strings.ContainsFunc(*v, func(r rune) bool { return r < 0x20 || r == 0x7f })) {
+		t.Fatalf("%s %q is not storable", field, *v)
+	}
 }

@@ -92,6 +92,9 @@ func parseEvent(body []byte) (Event, error) {
 	if hasControl(ev.Type) || hasControl(ev.UserID) {
 		return Event{}, fmt.Errorf("%w: control character in type or data.id", ErrNotClerkEvent)
 	}
+	if len(ev.UserID) > maxIDBytes {
+		return Event{}, fmt.Errorf("%w: data.id is longer than %d bytes", ErrNotClerkEvent, maxIDBytes)
+	}
 	return ev, nil
 }
 
@@ -147,7 +150,7 @@ func parseUserEvent(body []byte) (ev Event, ok bool) {
 		return Event{}, false // something after the object
 	}
 	ev.UserID = ev.user.ID
-	if !hasType || ev.Type == "" || !hasData || ev.UserID == "" || hasControl(ev.Type) || hasControl(ev.UserID) {
+	if !hasType || ev.Type == "" || !hasData || ev.UserID == "" || len(ev.UserID) > maxIDBytes || hasControl(ev.Type) || hasControl(ev.UserID) {
 		return Event{}, false
 	}
 	return ev, true
@@ -173,7 +176,11 @@ func (e Event) Snapshot() (models.Snapshot, error) {
 	if e.userErr != nil {
 		return models.Snapshot{}, fmt.Errorf("%w: %v", ErrInvalidUser, e.userErr)
 	}
-	return snapshotOf(&e.user, e.Data), nil
+	s := snapshotOf(&e.user, e.Data)
+	if err := checkUser(s); err != nil {
+		return models.Snapshot{}, fmt.Errorf("%w: %w", ErrInvalidUser, err)
+	}
+	return s, nil
 }
 
 // hasControl reports a C0 control character (NUL among them) or DEL.

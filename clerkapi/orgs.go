@@ -53,11 +53,15 @@ func OrgSnapshotFromJSON(raw []byte) (models.OrgSnapshot, error) {
 	if o.ID == "" {
 		return models.OrgSnapshot{}, fmt.Errorf("%w: no id", ErrInvalidOrganization)
 	}
-	return models.OrgSnapshot{
+	s := models.OrgSnapshot{
 		ID: o.ID, Name: nonEmpty(o.Name), Slug: nonEmpty(o.Slug), ImageURL: nonEmpty(o.ImageURL),
 		CreatedBy: nonEmpty(o.CreatedBy), MembersCount: o.MembersCount, Tier: tierOf(o.PublicMetadata),
 		UpdatedAt: o.UpdatedAt, RawJSON: string(storable(raw)),
-	}, nil
+	}
+	if err := checkOrg(s); err != nil {
+		return models.OrgSnapshot{}, fmt.Errorf("%w: %w", ErrInvalidOrganization, err)
+	}
+	return s, nil
 }
 
 // MembershipSnapshotFromJSON maps a Clerk organization membership (with
@@ -76,12 +80,16 @@ func MembershipSnapshotFromJSON(raw []byte) (models.MembershipSnapshot, error) {
 	}
 	org, err := OrgSnapshotFromJSON(m.Organization)
 	if err != nil {
-		return models.MembershipSnapshot{}, fmt.Errorf("%w: organization: %v", ErrInvalidMembership, err)
+		return models.MembershipSnapshot{}, fmt.Errorf("%w: organization: %w", ErrInvalidMembership, err)
 	}
-	return models.MembershipSnapshot{
+	s := models.MembershipSnapshot{
 		ID: m.ID, OrganizationID: org.ID, UserID: m.PublicUserData.UserID, Role: m.Role,
 		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, RawJSON: string(storable(raw)), Org: &org,
-	}, nil
+	}
+	if err := checkMembership(s); err != nil {
+		return models.MembershipSnapshot{}, fmt.Errorf("%w: %w", ErrInvalidMembership, err)
+	}
+	return s, nil
 }
 
 // Organization maps the event's data, a Clerk organization object.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -60,6 +61,7 @@ func FuzzOrgSnapshots(f *testing.F) {
 	f.Add([]byte(`{"id":"org_1","name":"","public_metadata":{"tier":"Maxx"},"members_count":null}`))
 	f.Add([]byte(`{"id":"orgmem_1","organization":{"id":"org_1","name":"a\u0000"},"public_user_data":{"user_id":"u"},"role":"\ud800"}`))
 	f.Add([]byte(`{"id":"orgmem_1","organization":[],"public_user_data":{}}`))
+	f.Add([]byte(`{"id":"orgmem_1","organization":{"id":"org_1","members_count":3000000000},"public_user_data":{"user_id":"u\u0000"},"role":"r"}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		if o, err := clerkapi.OrgSnapshotFromJSON(raw); err != nil {
 			if !errors.Is(err, clerkapi.ErrInvalidOrganization) {
@@ -78,6 +80,9 @@ func FuzzOrgSnapshots(f *testing.F) {
 		if m.ID == "" || m.UserID == "" || m.Org == nil || m.OrganizationID != m.Org.ID || !json.Valid([]byte(m.RawJSON)) {
 			t.Fatalf("membership %+v", m)
 		}
+		wantStorable(t, "membership id", &m.ID, 255)
+		wantStorable(t, "user_id", &m.UserID, 255)
+		wantStorable(t, "role", &m.Role, 255)
 		checkOrg(t, *m.Org)
 	})
 }
@@ -96,6 +101,10 @@ func checkOrg(t *testing.T, o models.OrgSnapshot) {
 		if p != nil && *p == "" {
 			t.Fatal("empty string stored instead of NULL")
 		}
+	}
+	wantStorable(t, "organization id", &o.ID, 255)
+	if o.MembersCount != nil && (*o.MembersCount > math.MaxInt32 || *o.MembersCount < math.MinInt32) {
+		t.Fatalf("members_count %d does not fit an INTEGER", *o.MembersCount)
 	}
 }
 

@@ -59,7 +59,11 @@ func SnapshotFromJSON(raw []byte) (models.Snapshot, error) {
 	if u.ID == "" {
 		return models.Snapshot{}, fmt.Errorf("%w: no id", ErrInvalidUser)
 	}
-	return snapshotOf(&u, raw), nil
+	s := snapshotOf(&u, raw)
+	if err := checkUser(s); err != nil {
+		return models.Snapshot{}, fmt.Errorf("%w: %w", ErrInvalidUser, err)
+	}
+	return s, nil
 }
 
 // snapshotOf is contract rules 2 and 4 for a decoded user.
@@ -75,8 +79,11 @@ func snapshotOf(u *clerkUser, raw []byte) models.Snapshot {
 		RawJSON:   string(storable(raw)),
 	}
 	if e := u.primaryEmail(); e != nil {
-		addr := strings.ToLower(e.EmailAddress)
-		s.Email = nonEmpty(&addr)
+		// Not nonEmpty: an address without its NUL is another address, so a
+		// NUL is refused (checkUser) rather than dropped.
+		if addr := strings.ToLower(e.EmailAddress); addr != "" {
+			s.Email = &addr
+		}
 		s.EmailVerified = s.Email != nil && e.Verification != nil && e.Verification.Status == "verified"
 	}
 	if p := u.primaryPhone(); p != nil {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -200,8 +199,12 @@ func (p *parser) databaseURL(name string) Database {
 	case v == "":
 		return Database{Dialect: models.SQLite, DSN: DefaultSQLitePath}
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
-		if _, err := url.Parse(v); err != nil {
-			p.fail(name, "%s is not a valid URL: %v", MaskURL(v), unwrapURLError(err))
+		// Two '@': the driver would read the part of a password after the
+		// first as the host name, and print it in its errors.
+		if _, err := url.Parse(v); err != nil || strings.Count(v, "@") > 1 {
+			// url.Parse's text may quote part of a password (an "invalid
+			// port" that is the part after ':' and before a '/').
+			p.fail(name, "%s is not a valid URL (a password holding / ? # @ or %% must be percent-encoded)", MaskURL(v))
 			return Database{}
 		}
 		if _, err := pgconn.ParseConfig(v); err != nil {
@@ -220,23 +223,65 @@ func (p *parser) databaseURL(name string) Database {
 	return Database{Dialect: models.SQLite, DSN: v} // a bare path such as usersync.db
 }
 
-// MaskURL hides the password of a URL, even one that does not parse.
+// MaskURL is how every URL is printed (configuration errors, the start-up
+// log, check): it hides a password, a user information that may be a key,
+// and query parameters that may carry secrets. It does not use url.Parse,
+// which ends the user information at a '/', '?' or '#' inside a password
+// and would print the rest. The last '@' ends the user information, so a
+// password holding '@' is hidden whole; a '@' elsewhere only hides more.
 func MaskURL(v string) string {
-	if u, err := url.Parse(v); err == nil {
-		return u.Redacted()
+	scheme, rest, ok := strings.Cut(v, "://")
+	if !ok {
+		return v // a file path: nothing to hide
 	}
-	return userinfoPassword.ReplaceAllString(v, "${1}xxxxx@")
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		user, _, hasPassword := strings.Cut(rest[:at], ":")
+		// A database role name helps the operator and is no secret; in other
+		// URLs a user name alone may be an API key.
+		switch {
+		case isPostgres(scheme) && strings.ContainsAny(user, "/?#"):
+			rest = "xxxxx" + rest[at:]
+		case isPostgres(scheme) && hasPassword:
+			rest = user + ":xxxxx" + rest[at:]
+		case isPostgres(scheme):
+			rest = user + rest[at:]
+		default:
+			rest = "xxxxx" + rest[at:]
+		}
+	}
+	return scheme + "://" + maskQuery(rest)
 }
 
-var userinfoPassword = regexp.MustCompile(`(://[^:/@]*:)[^@/]*@`)
+func isPostgres(scheme string) bool {
+	return strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql")
+}
 
-// unwrapURLError drops the URL that url.Parse repeats in its error.
-func unwrapURLError(err error) error {
-	var u *url.Error
-	if errors.As(err, &u) {
-		return u.Err
+// maskQuery hides the values of query parameters whose (decoded) names
+// suggest a secret: password, sslpassword, token, key, secret.
+func maskQuery(rest string) string {
+	head, query, ok := strings.Cut(rest, "?")
+	if !ok {
+		return rest
 	}
-	return err
+	query, fragment, hasFragment := strings.Cut(query, "#")
+	params := strings.Split(query, "&")
+	for i, p := range params {
+		name, _, hasValue := strings.Cut(p, "=")
+		decoded, err := url.QueryUnescape(name)
+		if err != nil {
+			decoded = name
+		}
+		decoded = strings.ToLower(decoded)
+		if hasValue && (strings.Contains(decoded, "pass") || strings.Contains(decoded, "secret") ||
+			strings.Contains(decoded, "token") || strings.Contains(decoded, "key")) {
+			params[i] = name + "=xxxxx"
+		}
+	}
+	out := head + "?" + strings.Join(params, "&")
+	if hasFragment {
+		out += "#" + fragment
+	}
+	return out
 }
 
 func (p *parser) sqlitePath(name, path string) Database {

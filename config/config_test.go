@@ -204,7 +204,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	}{
 		{map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL: unsupported database URL"},
 		{map[string]string{"DATABASE_URL": "sqlite://"}, "DATABASE_URL: SQLite URL names no file"},
-		{map[string]string{"DATABASE_URL": "postgres://%zz"}, `DATABASE_URL: postgres://%zz is not a valid URL: invalid URL escape "%zz"`},
+		{map[string]string{"DATABASE_URL": "postgres://%zz"}, `DATABASE_URL: postgres://%zz is not a valid URL (a password holding / ? # @ or % must be percent-encoded)`},
 		{map[string]string{"DATABASE_URL": "postgres://u:s3cret@h:99999/db"}, "DATABASE_URL: postgres://u:xxxxx@h:99999/db is not a valid Postgres URL"},
 		{map[string]string{"DATABASE_URL": "host=db user=app"}, "DATABASE_URL: unsupported database URL"},
 		{map[string]string{"DATABASE_URL_UNPOOLED": "postgres://x@h/db"}, "DATABASE_URL_UNPOOLED: is set but DATABASE_URL is not a Postgres URL"},
@@ -317,6 +317,46 @@ func TestLoadOrigins(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), name+": ") || !strings.Contains(err.Error(), bad) {
 				t.Errorf("%s=%q: err = %v, want an error naming the variable and the value", name, bad, err)
 			}
+		}
+	}
+}
+
+// MaskURL is how every URL is printed. Each password shape of the security
+// review: the secret is nowhere in the output, and the host still is.
+func TestMaskURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://postgres:SECRET1/SECRET2@127.0.0.1:5432/app", "postgres://postgres:xxxxx@127.0.0.1:5432/app"},
+		{"postgres://postgres:SECRET1#SECRET2@127.0.0.1/app", "postgres://postgres:xxxxx@127.0.0.1/app"},
+		{"postgres://postgres:SECRET1?SECRET2@127.0.0.1/app", "postgres://postgres:xxxxx@127.0.0.1/app"},
+		{"postgres://postgres:SECRET1@SECRET2@127.0.0.1/app", "postgres://postgres:xxxxx@127.0.0.1/app"},
+		{"postgres://postgres@127.0.0.1/app?password=QSECRET&sslmode=bogus", "postgres://postgres@127.0.0.1/app?password=xxxxx&sslmode=bogus"},
+		{"postgresql://u@127.0.0.1/app?sslmode=require&sslpassword=SECRET", "postgresql://u@127.0.0.1/app?sslmode=require&sslpassword=xxxxx"},
+		{"postgres://u@127.0.0.1/app?pass%77ord=SECRET#frag", "postgres://u@127.0.0.1/app?pass%77ord=xxxxx#frag"},
+		{"postgres://u:SECRET@127.0.0.1/app", "postgres://u:xxxxx@127.0.0.1/app"},
+		{"http://apiuser:SECRET@127.0.0.1:8080", "http://xxxxx@127.0.0.1:8080"},
+		{"https://SECRET@api.example.com/v1", "https://xxxxx@api.example.com/v1"},
+		{"https://api.clerk.com", "https://api.clerk.com"},
+		{"usersync.db", "usersync.db"},
+	} {
+		got := config.MaskURL(tc.in)
+		if got != tc.want || strings.Contains(got, "SECRET") {
+			t.Errorf("MaskURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A DATABASE_URL that does not parse is named in the error, masked.
+func TestLoadErrorsHideDatabasePasswords(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://postgres:SECRET1/SECRET2@127.0.0.1:5432/app",
+		"postgres://postgres:SECRET1#SECRET2@127.0.0.1/app",
+		"postgres://postgres:SECRET1?SECRET2@127.0.0.1/app",
+		"postgres://postgres:SECRET1@SECRET2@127.0.0.1/app",
+		"postgres://postgres@127.0.0.1/app?password=QSECRET&sslmode=bogus",
+	} {
+		_, err := config.Load(func(k string) string { return map[string]string{"DATABASE_URL": dsn}[k] })
+		if err == nil || strings.Contains(err.Error(), "SECRET") || !strings.Contains(err.Error(), "DATABASE_URL: postgres://postgres") {
+			t.Errorf("Load(%q) error = %v, want one naming DATABASE_URL without the secret", dsn, err)
 		}
 	}
 }

@@ -66,10 +66,16 @@ func (b *bodyBudget) release(n int64) {
 	b.changed = make(chan struct{})
 }
 
-// readBody reads at most limit bytes into a buffer reserved from the body
-// budget, within bodyReadTimeout. A larger body is answered 413, a full
-// budget 503 with Retry-After, a body too slow to arrive 408. The caller
-// calls release once it no longer needs the body.
+// bodyChunk is what a body may hold before its first bytes arrive; past it
+// the buffer grows (doubling, up to the announced length) only as bytes
+// come, so a connection that announces 1 MiB and sends nothing holds 4 KiB
+// of the budget, not 1 MiB.
+const bodyChunk = 4 << 10
+
+// readBody reads at most limit bytes into a buffer whose size is spent from
+// the body budget as bytes arrive, within bodyReadTimeout. A larger body is
+// answered 413, a full budget 503 with Retry-After, a body too slow to
+// arrive 408. The caller calls release once it no longer needs the body.
 func (s *server) readBody(c echo.Context, limit int64) (body []byte, release func(), err error) {
 	req := c.Request()
 	defer func() {
@@ -79,57 +85,114 @@ func (s *server) readBody(c echo.Context, limit int64) (body []byte, release fun
 			c.Response().Header().Set(echo.HeaderConnection, "close")
 		}
 	}()
-	size := limit // unknown length (chunked): reserve the most it may be
+	most := limit // unknown length (chunked): the most it may be
 	if req.ContentLength > limit {
 		return nil, func() {}, tooLarge()
 	} else if req.ContentLength >= 0 {
-		size = req.ContentLength
+		most = req.ContentLength
 	}
-	if !s.bodies.acquire(req.Context(), size, bodyWait) {
-		c.Response().Header().Set("Retry-After", "1")
-		// Shedding load is expected under a flood: a warning, not an alert per request.
-		return nil, func() {}, &apiError{status: http.StatusServiceUnavailable, message: "server busy, retry later", quiet: true}
-	}
-	release = func() { s.bodies.release(size) }
 	// Not supported by test recorders; a real connection always is. Once
 	// the body is in, the deadline is lifted again: net/http's background
 	// read (which notices a client hanging up) would otherwise hit it while
 	// the handler still works and cancel the request.
 	rc := http.NewResponseController(c.Response().Writer)
 	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	body, err = readInto(http.MaxBytesReader(c.Response(), req.Body, limit), make([]byte, size), req.ContentLength >= 0)
+	r := &budgetedBody{budget: s.bodies, ctx: req.Context(), r: http.MaxBytesReader(c.Response(), req.Body, limit), most: most}
+	body, err = r.read(req.ContentLength >= 0)
 	_ = rc.SetReadDeadline(time.Time{})
+	release = func() { s.bodies.release(r.held) }
 	if err != nil {
 		release()
+		if errors.Is(err, errBudget) {
+			c.Response().Header().Set("Retry-After", "1")
+		}
 		return nil, func() {}, err
 	}
 	return body, release, nil
 }
 
-// readInto fills buf from r. With exact set buf is the announced length
-// and must be filled; otherwise the body may be shorter than buf, and
-// anything past it is too large.
-func readInto(r io.Reader, buf []byte, exact bool) ([]byte, error) {
-	n, err := io.ReadFull(r, buf)
-	switch {
-	case err == nil && !exact:
-		// The buffer is full: the body must end here (MaxBytesReader errs if not).
-		if _, err = r.Read(make([]byte, 1)); err == io.EOF {
-			err = nil
+// errBudget is a body refused because the budget stayed full for bodyWait.
+// Shedding load is expected under a flood: a warning, not an alert per request.
+var errBudget = &apiError{status: http.StatusServiceUnavailable, message: "server busy, retry later", quiet: true}
+
+// budgetedBody reads a body of at most most bytes, growing its buffer only
+// as bytes arrive and holding held bytes of budget for it.
+type budgetedBody struct {
+	budget *bodyBudget
+	ctx    context.Context
+	r      io.Reader
+	most   int64
+	held   int64
+	buf    []byte
+}
+
+// read fills the buffer until EOF. With exact set the body must be most
+// bytes long (the announced length); otherwise it may be shorter, and
+// anything past most is too large.
+func (b *budgetedBody) read(exact bool) ([]byte, error) {
+	for {
+		if len(b.buf) == cap(b.buf) {
+			if int64(cap(b.buf)) == b.most {
+				return b.finish(exact)
+			}
+			if err := b.grow(); err != nil {
+				return nil, err
+			}
 		}
-	case (err == io.EOF || err == io.ErrUnexpectedEOF) && !exact:
-		err = nil // a body shorter than the most it may be
+		n, err := b.r.Read(b.buf[len(b.buf):cap(b.buf)])
+		b.buf = b.buf[:len(b.buf)+n]
+		if err == io.EOF {
+			if exact && int64(len(b.buf)) < b.most {
+				return nil, readError(io.ErrUnexpectedEOF)
+			}
+			return b.buf, nil
+		}
+		if err != nil {
+			return nil, readError(err)
+		}
 	}
+}
+
+// grow doubles the buffer (from bodyChunk, up to most), first taking the
+// extra bytes from the budget.
+func (b *budgetedBody) grow() error {
+	size := min(max(bodyChunk, 2*int64(cap(b.buf))), b.most)
+	extra := size - int64(cap(b.buf))
+	if !b.budget.acquire(b.ctx, extra, bodyWait) {
+		return errBudget
+	}
+	b.held += extra
+	buf := make([]byte, len(b.buf), size)
+	copy(buf, b.buf)
+	b.buf = buf
+	return nil
+}
+
+// finish is reached with the buffer full: an announced length is complete;
+// otherwise the body must end here (MaxBytesReader errs if not).
+func (b *budgetedBody) finish(exact bool) ([]byte, error) {
+	if exact {
+		return b.buf, nil
+	}
+	if _, err := b.r.Read(make([]byte, 1)); err != io.EOF {
+		if err == nil {
+			return nil, tooLarge()
+		}
+		return nil, readError(err)
+	}
+	return b.buf, nil
+}
+
+// readError maps a failed body read to its answer.
+func readError(err error) error {
 	var tooBig *http.MaxBytesError
 	switch {
-	case err == nil:
-		return buf[:n], nil
 	case errors.As(err, &tooBig):
-		return nil, tooLarge()
+		return tooLarge()
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil, fail(http.StatusRequestTimeout, "request body not received in time", err)
+		return fail(http.StatusRequestTimeout, "request body not received in time", err)
 	}
-	return nil, fail(http.StatusBadRequest, "could not read request body", err)
+	return fail(http.StatusBadRequest, "could not read request body", err)
 }
 
 // tooLarge answers as the body-limit middleware did before the routes

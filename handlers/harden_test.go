@@ -2,10 +2,13 @@ package handlers_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +22,7 @@ import (
 	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/clerkapi/clerktest"
 	"github.com/usersync/usersync/handlers"
+	"github.com/usersync/usersync/metrics"
 	"github.com/usersync/usersync/models"
 	"github.com/usersync/usersync/models/modelstest"
 )
@@ -276,19 +280,25 @@ func TestCORSOriginsAreExact(t *testing.T) {
 	}
 }
 
-// Item 3, in process: with the 64 MiB budget held by 64 stalled 1 MiB
-// bodies, more deliveries wait briefly and then get 503 with Retry-After,
-// and the stalled ones are cut off by the body read deadline with 408.
+// In process: with the budget (8 MiB here, 64 in serve) held by 8 bodies
+// of 1 MiB that arrived but for their last byte, more deliveries wait
+// briefly and then get 503 with Retry-After, and the stalled ones are cut
+// off by the body read deadline with 408.
 func TestWebhookBodyBudget(t *testing.T) {
-	srv := httptest.NewServer(newHandler(t, modelstest.New(t, models.SQLite), secret1))
+	const stalled, extra = 8, 6
+	v, _ := handlers.NewVerifier([]string{secret1})
+	srv := httptest.NewServer(handlers.New(handlers.Deps{DB: modelstest.New(t, models.SQLite), Webhooks: v, BodyBudget: stalled << 20}))
 	t.Cleanup(srv.Close)
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	const stalled, extra = 64, 6
 	statuses := make(chan string, stalled+extra)
-	var wg sync.WaitGroup
+	full := strings.Repeat("x", 1<<20-1)
+	var wg, written sync.WaitGroup
+	written.Add(stalled)
 	for i := range stalled + extra {
 		if i == stalled {
-			time.Sleep(500 * time.Millisecond) // the first 64 hold the budget
+			// The first ones hold the budget once their bytes are in.
+			written.Wait()
+			time.Sleep(300 * time.Millisecond)
 		}
 		wg.Go(func() {
 			c, err := net.Dial("tcp", addr)
@@ -297,7 +307,12 @@ func TestWebhookBodyBudget(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			fmt.Fprintf(c, "POST /api/webhooks/clerk HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n{", addr, 1<<20)
+			head := fmt.Sprintf("POST /api/webhooks/clerk HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", addr, 1<<20)
+			if i < stalled {
+				go func() { c.Write([]byte(head + full)); written.Done() }()
+			} else {
+				c.Write([]byte(head + "{")) // waits for budget from its first bytes
+			}
 			c.SetReadDeadline(time.Now().Add(15 * time.Second))
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
@@ -315,5 +330,165 @@ func TestWebhookBodyBudget(t *testing.T) {
 	}
 	if got["408 "] != stalled || got["503 1"] != extra {
 		t.Errorf("answers = %v, want %d × 408 and %d × 503 with Retry-After: 1", got, stalled, extra)
+	}
+}
+
+// The budget is spent on bytes that arrived: 512 connections that announce
+// 1 MiB and send only their headers hold 4 KiB each, so a signed webhook
+// and a login sync with a body are answered normally meanwhile (before,
+// each reserved the 1 MiB it announced and both waited 2 s for a 503).
+func TestHeaderOnlyFloodLocksNobodyOut(t *testing.T) {
+	env := newSyncEnv(t, modelstest.New(t, models.SQLite), syncOpts{jwtKey: true})
+	env.fake.PutUser(clerktest.User("user_1", 100, "a@example.com", nil))
+	srv := httptest.NewServer(env.h)
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	const flood = 512
+	for i := range flood {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "POST /api/webhooks/clerk HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", addr, 1<<20)
+	}
+	time.Sleep(300 * time.Millisecond) // every flood request is reading its body
+
+	body := userEvent("user.created", "user_2", 100, "b@example.com")
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/webhooks/clerk", bytes.NewReader(body))
+	req.Header = signed(t, secret1, "msg_during_flood", time.Now(), body)
+	wantHTTP(t, req, 200, `{"outcome":"applied"}`)
+
+	req, _ = http.NewRequest(http.MethodPost, srv.URL+"/api/user/sync", strings.NewReader(`{"userId":"user_1"}`))
+	req.Header.Set("Authorization", "Bearer "+env.fake.Token(clerktest.Claims("user_1")))
+	wantHTTP(t, req, 200, "")
+}
+
+// wantHTTP sends req to a real server within 1.5 s (under bodyWait, the
+// wait for budget) and checks the status, and the body unless want is "".
+func wantHTTP(t *testing.T, req *http.Request, status int, want string) {
+	t.Helper()
+	start := time.Now()
+	resp, err := (&http.Client{Timeout: 1500 * time.Millisecond}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status || (want != "" && strings.TrimSpace(string(got)) != want) {
+		t.Errorf("%s after %s = %d %s, want %d %s", req.URL.Path, time.Since(start).Round(time.Millisecond), resp.StatusCode, got, status, want)
+	}
+}
+
+// Every value the database cannot store, in users, organizations and
+// memberships, is answered 400 with a short message at decode time (it was
+// 503, and Svix retried for days), and the rows stay as they were, on both
+// databases.
+func TestWebhookRefusesUnstorableValues(t *testing.T) {
+	long := strings.Repeat("a", 3000)
+	member := func(id, org, user, role string) string {
+		return fmt.Sprintf(`{"type":"organizationMembership.updated","data":{"object":"organization_membership","id":%q,
+			"role":%q,"created_at":1,"updated_at":200,
+			"organization":{"object":"organization","id":%q,"name":"Acme","updated_at":200},
+			"public_user_data":{"user_id":%q}}}`, id, role, org, user)
+	}
+	org := func(id, extra string) string {
+		return fmt.Sprintf(`{"type":"organization.updated","data":{"object":"organization","id":%q,"name":"Acme"%s,"updated_at":200}}`, id, extra)
+	}
+	cases := []struct{ name, body, want string }{
+		{"user id over 255 bytes", string(userEvent("user.updated", "user_"+long, 200, "b@example.com")), "not a Clerk event: data.id is longer than 255 bytes"},
+		{"email over 320 bytes", string(userEvent("user.updated", "user_1", 200, long+"@example.com")), "value cannot be stored: primary email address is longer than 320 bytes"},
+		{"NUL in email", string(userEvent("user.updated", "user_1", 200, "b<NUL>@example.com")), "value cannot be stored: primary email address holds a control character"},
+		{"organization id over 255 bytes", org("org_"+long, ""), "not a Clerk event: data.id is longer than 255 bytes"},
+		{"members_count beyond int32", org("org_1", `,"members_count":3000000000`), "value cannot be stored: members_count is out of range"},
+		{"members_count beyond int64", org("org_1", `,"members_count":30000000000000000000`), "invalid Clerk event"},
+		{"NUL in public_user_data.user_id", member("mem_1", "org_1", "user_<NUL>1", "org:admin"), "value cannot be stored: public_user_data.user_id holds a control character"},
+		{"user_id over 255 bytes", member("mem_1", "org_1", "user_"+long, "org:admin"), "value cannot be stored: public_user_data.user_id is longer than 255 bytes"},
+		{"NUL in organization.id", member("mem_1", "org_<NUL>1", "user_1", "org:admin"), "value cannot be stored: id holds a control character"},
+		{"organization.id over 255 bytes", member("mem_1", "org_"+long, "user_1", "org:admin"), "value cannot be stored: id is longer than 255 bytes"},
+		{"NUL in role", member("mem_1", "org_1", "user_1", "org:<NUL>admin"), "value cannot be stored: role holds a control character"},
+		{"role over 255 bytes", member("mem_1", "org_1", "user_1", long), "value cannot be stored: role is longer than 255 bytes"},
+		{"NUL in a membership deletion", strings.Replace(member("mem_1", "org_1", "user_1", "org:<NUL>admin"), "membership.updated", "membership.deleted", 1), "value cannot be stored: role holds a control character"},
+		{"timestamp beyond int64", strings.Replace(org("org_1", ""), `"updated_at":200`, `"updated_at":9223372036854775808`, 1), "invalid Clerk event"},
+	}
+	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
+		h := newHandler(t, db, secret1)
+		seed := [][]byte{userEvent("user.created", "user_1", 100, "a@example.com"), orgEvent("organization.created", "org_1", 100),
+			membershipEvent("organizationMembership.created", "mem_1", "org_1", "user_1", 100, 100)}
+		for i, body := range seed {
+			wantResponse(t, post(h, body, signed(t, secret1, fmt.Sprintf("msg_seed_%d", i), time.Now(), body)), 200, `{"outcome":"applied"}`)
+		}
+		before := rowStamps(t, db)
+		for i, tc := range cases {
+			body := []byte(strings.ReplaceAll(tc.body, "<NUL>", `\u0000`)) // %q cannot write a JSON NUL
+			rec := post(h, body, signed(t, secret1, fmt.Sprintf("msg_bad_%d", i), time.Now(), body))
+			want, _ := json.Marshal(map[string]string{"error": tc.want})
+			if rec.Code != 400 || strings.TrimSpace(rec.Body.String()) != string(want) {
+				t.Errorf("%s: %d %s, want 400 %s", tc.name, rec.Code, rec.Body, want)
+			}
+		}
+		if after := rowStamps(t, db); !maps.Equal(after, before) {
+			t.Errorf("rows changed: before %v, after %v", before, after)
+		}
+		wantEvents(t, db, int64(len(seed)))
+	})
+}
+
+// A caller who hangs up is not a server or Clerk failure: a login sync cut
+// short while Clerk answers slowly, or while the JWKS is fetched slowly, is
+// recorded with status 499 and outcome client_gone, the Clerk call as
+// canceled, and nothing is logged at ERROR (before: 502 clerk_unavailable
+// logged at ERROR, a Clerk call counted as error, and 500 for the JWKS
+// wait; together they fired UsersyncServerErrors and UsersyncClerkUnavailable).
+func TestClientHangUpsAreNotFailures(t *testing.T) {
+	for _, jwks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("jwks=%v", jwks), func(t *testing.T) {
+			log := &lockedBuffer{}
+			fake := clerktest.New(t)
+			fake.PutUser(clerktest.User("user_1", 100, "a@example.com", nil))
+			fake.SetLatency(300 * time.Millisecond)
+			m := metrics.New("test")
+			client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, &http.Client{Transport: m.ClerkTransport(http.DefaultTransport)})
+			cfg := clerkapi.SessionConfig{Client: client}
+			if !jwks {
+				cfg.JWTKey = fake.PublicKeyPEM()
+			}
+			sessions, err := clerkapi.NewSessionVerifier(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := handlers.New(handlers.Deps{DB: modelstest.New(t, models.SQLite), Clerk: client, Sessions: sessions,
+				Metrics: m, Log: slog.New(slog.NewJSONHandler(log, nil))})
+			for range 5 {
+				// curl -m 0.1 closes the connection: net/http cancels the context.
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(100*time.Millisecond, cancel)
+				req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/api/user/sync", strings.NewReader(`{"userId":"user_1"}`))
+				req.Header.Set("Authorization", "Bearer "+fake.Token(clerktest.Claims("user_1")))
+				h.ServeHTTP(httptest.NewRecorder(), req)
+				cancel()
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			op := "get_user"
+			if jwks {
+				op = "get_jwks"
+			}
+			for series, want := range map[string]string{
+				`usersync_login_syncs_total{outcome="client_gone"}`:                                               "5",
+				`usersync_login_syncs_total{outcome="clerk_unavailable"}`:                                         "absent",
+				`usersync_http_request_duration_seconds_count{method="POST",route="/api/user/sync",status="499"}`: "5",
+				`usersync_http_request_duration_seconds_count{method="POST",route="/api/user/sync",status="500"}`: "absent",
+				`usersync_http_request_duration_seconds_count{method="POST",route="/api/user/sync",status="502"}`: "absent",
+				fmt.Sprintf(`usersync_clerk_api_requests_total{operation=%q,status="error"}`, op):                 "absent",
+			} {
+				if got := metricValue(t, rec.Body.String(), series); got != want {
+					t.Errorf("%s = %s, want %s", series, got, want)
+				}
+			}
+			if strings.Contains(log.String(), `"level":"ERROR"`) {
+				t.Errorf("hang-ups logged at ERROR:\n%s", errorLines(log.String()))
+			}
+		})
 	}
 }

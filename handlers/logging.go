@@ -30,6 +30,7 @@ func (s *server) logRequests() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
+			c.Set(connContext, c.Request().Context())
 			err := next(c)
 			if err != nil {
 				c.Error(err) // answer now, so the status below is the one sent

@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"errors"
+
 	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/models"
 )
@@ -24,7 +26,8 @@ func decodeOrgEvent(ev models.Event, ce clerkapi.Event) (models.Event, error) {
 		// Clerk sends the whole membership; a payload without its
 		// organization or user still deletes the id (rule 9).
 		ev.Kind = models.EventMembershipDelete
-		if ev.Membership, err = ce.Membership(); err != nil {
+		var unstorable *clerkapi.UnstorableError
+		if ev.Membership, err = ce.Membership(); err != nil && !errors.As(err, &unstorable) {
 			ev.Membership, err = models.MembershipSnapshot{ID: ce.UserID}, nil
 		}
 	default:

@@ -68,6 +68,9 @@ type Deps struct {
 	// rate.Inf means no limit.
 	SyncRate  rate.Limit
 	SyncBurst int
+	// BodyBudget is the most request body bytes held at once; zero means
+	// 64 MiB. Tests set it smaller so that filling it is quick.
+	BodyBudget int64
 	// Metrics receives the counters; nil gets a registry of its own. A nil
 	// Log discards.
 	Metrics *metrics.Metrics
@@ -91,6 +94,9 @@ func New(d Deps) *echo.Echo {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
+	if d.BodyBudget == 0 {
+		d.BodyBudget = bodyBudgetBytes
+	}
 	if d.SyncRate == 0 {
 		d.SyncRate, d.SyncBurst = rate.Every(syncRefill), syncBurst
 	}
@@ -102,7 +108,7 @@ func New(d Deps) *echo.Echo {
 			Rate: d.SyncRate, Burst: d.SyncBurst, ExpiresIn: 5 * time.Minute,
 		}),
 		confirmed: newConfirmations(),
-		bodies:    newBodyBudget(bodyBudgetBytes),
+		bodies:    newBodyBudget(d.BodyBudget),
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

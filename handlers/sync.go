@@ -30,6 +30,8 @@ func (s *server) syncUser(c echo.Context) error {
 	outcome, profile, err := s.sync(c)
 	label := outcome
 	switch {
+	case err != nil && hungUp(c, err):
+		label = "client_gone" // not a Clerk failure, whatever was cut short
 	case errors.Is(err, clerkapi.ErrThrottled):
 		label = "clerk_throttled" // refused before calling Clerk
 		setRetryAfter(c, clerkapi.RetryAfter(err))

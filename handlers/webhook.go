@@ -185,7 +185,10 @@ func decodeEvent(svixID string, body []byte) (models.Event, error) {
 // eventErrorMessage is the short answer to a signed body that is not a
 // usable Clerk event; the decoder's own text is logged, never sent.
 func eventErrorMessage(err error) string {
+	var unstorable *clerkapi.UnstorableError
 	switch {
+	case errors.As(err, &unstorable):
+		return "value cannot be stored: " + unstorable.Error() // a field name and a fixed text
 	case errors.Is(err, clerkapi.ErrInvalidUser):
 		return "invalid Clerk user object"
 	case errors.Is(err, clerkapi.ErrNotClerkEvent):

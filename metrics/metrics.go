@@ -3,7 +3,9 @@
 package metrics
 
 import (
+	"context"
 	"database/sql"
+	"errors"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -154,8 +156,13 @@ func (m *Metrics) ClerkTransport(next http.RoundTripper) http.RoundTripper {
 	return roundTripper(func(req *http.Request) (*http.Response, error) {
 		resp, err := next.RoundTrip(req)
 		status := "error"
-		if err == nil {
+		switch {
+		case err == nil:
 			status = statusClass(resp.StatusCode)
+		case errors.Is(req.Context().Err(), context.Canceled):
+			// The caller gave up (a client hung up): not a Clerk failure, so
+			// it stays out of UsersyncClerkUnavailable.
+			status = "canceled"
 		}
 		m.ClerkRequests.WithLabelValues(clerkOperation(req), status).Inc()
 		return resp, err

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -41,6 +42,11 @@ const DefaultMaxConns = 10
 type Options struct {
 	MaxConns int          // most Postgres connections open at once; 0 means DefaultMaxConns
 	Log      *slog.Logger // where refused connections are reported; nil discards
+	// ReadOnly opens the database for reading only, creating and changing
+	// nothing (usersync check): SQLite with mode=ro and no chmod of its
+	// files; Postgres with default_transaction_read_only on a direct
+	// connection (a transaction pooler may refuse that start-up parameter).
+	ReadOnly bool
 }
 
 // Open connects to the database. dsn is a Postgres URL for Postgres and a file
@@ -65,6 +71,10 @@ func OpenWith(ctx context.Context, dialect Dialect, dsn string, opts Options) (*
 		}
 		dialector = postgres.New(postgres.Config{Conn: pool})
 	case SQLite:
+		if opts.ReadOnly {
+			dialector = sqlite.Open(readOnlySQLite(dsn))
+			break
+		}
 		if err := privateSQLiteFiles(dsn); err != nil {
 			return nil, err
 		}
@@ -93,6 +103,18 @@ func OpenWith(ctx context.Context, dialect Dialect, dsn string, opts Options) (*
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
 	return db, nil
+}
+
+// readOnlySQLite is the DSN that opens an existing SQLite file for reading
+// only: as a URI (SQLite reads mode=ro only in one), without the WAL pragma,
+// which would write to a file not yet in WAL mode.
+func readOnlySQLite(dsn string) string {
+	path, query, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	u := "file:" + (&url.URL{Path: path}).EscapedPath() + "?mode=ro&_pragma=busy_timeout(10000)"
+	if query != "" {
+		u += "&" + query
+	}
+	return u
 }
 
 // openPostgresPool builds the database/sql pool for a Postgres URL so that it
@@ -125,6 +147,9 @@ func openPostgresPool(ctx context.Context, dsn string, opts Options) (*sql.DB, e
 			cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 		}
 		log.Debug("postgres connection", "pooled", pooled, "query_exec_mode", cfg.DefaultQueryExecMode.String())
+		if opts.ReadOnly && !pooled {
+			cfg.RuntimeParams["default_transaction_read_only"] = "on"
+		}
 	}
 	maxConns := opts.MaxConns
 	if maxConns <= 0 {

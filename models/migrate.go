@@ -64,6 +64,46 @@ func MigrationsPending(ctx context.Context, db *gorm.DB) (bool, error) {
 	return provider.HasPending(ctx)
 }
 
+// MigrationsPendingReadOnly is MigrationsPending without a write: goose's
+// provider creates its version table when it is missing, so this reads the
+// table itself, and a missing table means every migration is pending.
+func MigrationsPendingReadOnly(ctx context.Context, db *gorm.DB) (bool, error) {
+	dialect := DialectOf(db)
+	var tables int64
+	exists := "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'goose_db_version'"
+	if dialect == Postgres {
+		exists = "SELECT count(*) FROM (SELECT to_regclass('goose_db_version') AS t) r WHERE t IS NOT NULL"
+	}
+	if err := db.WithContext(ctx).Raw(exists).Scan(&tables).Error; err != nil {
+		return false, err
+	}
+	if tables == 0 {
+		return true, nil
+	}
+	var rows []struct {
+		VersionID int64
+		IsApplied bool
+	}
+	// goose appends a row per apply and per rollback: a version's last row says.
+	if err := db.WithContext(ctx).Raw("SELECT version_id, is_applied FROM goose_db_version ORDER BY id").Scan(&rows).Error; err != nil {
+		return false, err
+	}
+	applied := map[int64]bool{}
+	for _, r := range rows {
+		applied[r.VersionID] = r.IsApplied
+	}
+	migrations, err := loadMigrations(dialect)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range migrations {
+		if !applied[m.Version] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 func newProvider(db *gorm.DB, log *slog.Logger) (*goose.Provider, error) {
 	sqlDB, err := db.DB()
 	if err != nil {

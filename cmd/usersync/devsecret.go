@@ -60,7 +60,10 @@ func loadOrCreateDevSecret(path string) (string, error) {
 // read or planted: one readable or writable by group or others, or owned by
 // another user. Whoever knows the secret can forge webhooks.
 func readDevSecret(path string) (string, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO planted here would otherwise wait for a
+	// writer, and serve would hang before its signal handling; checkPrivate
+	// then refuses anything but a regular file, before a byte is read.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return "", err
 	}

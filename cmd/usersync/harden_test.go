@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/usersync/usersync/clerkapi/clerktest"
 )
 
 // A development secret file that group or others can read (or write) is
@@ -81,5 +86,48 @@ func TestStartLogOriginsAndURLCredentials(t *testing.T) {
 	var u usageError
 	if !errors.As(err, &u) || !strings.HasPrefix(err.Error(), "CORS_ALLOWED_ORIGINS: ") {
 		t.Errorf("pattern origin: err = %v, want a usage error (exit 2) naming CORS_ALLOWED_ORIGINS", err)
+	}
+}
+
+// serve, migrate and check print no part of a DATABASE_URL password,
+// whatever its shape (and whether or not the URL parses), and check prints
+// no CLERK_API_URL credentials.
+func TestCommandsHideURLSecrets(t *testing.T) {
+	fake := clerktest.New(t)
+	for _, dsn := range []string{
+		"postgres://postgres:SECRET1/SECRET2@127.0.0.1:1/app",
+		"postgres://postgres:SECRET1#SECRET2@127.0.0.1:1/app",
+		"postgres://postgres:SECRET1?SECRET2@127.0.0.1:1/app",
+		"postgres://postgres:SECRET1@SECRET2@127.0.0.1:1/app",
+		"postgres://postgres@127.0.0.1:1/app?password=QSECRET&sslmode=bogus",
+		"postgres://postgres@127.0.0.1:1/app?password=QSECRET&sslmode=disable",
+	} {
+		for _, cmd := range []string{"serve", "migrate", "check"} {
+			env := map[string]string{"DATABASE_URL": dsn, "PORT": fmt.Sprint(freePort(t)),
+				"CLERK_SECRET_KEY": clerktest.SecretKey, "CLERK_WEBHOOK_SIGNING_SECRET": testSecret,
+				"CLERK_API_URL": strings.Replace(fake.URL, "http://", "http://apiuser:S3CRETPW@", 1)}
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second) // serve waits for an unreachable database
+			var out bytes.Buffer
+			err := run(ctx, []string{cmd}, envOf(env), &out, &out)
+			cancel()
+			all := out.String() + fmt.Sprint(err)
+			if strings.Contains(all, "SECRET") || strings.Contains(all, "apiuser") {
+				t.Errorf("%s with DATABASE_URL %q printed a secret:\n%s", cmd, dsn, all)
+			}
+		}
+	}
+}
+
+// check names the Clerk URL it reached without the credentials in it.
+func TestCheckHidesClerkAPIURLCredentials(t *testing.T) {
+	fake := clerktest.New(t)
+	for _, target := range []string{strings.Replace(fake.URL, "http://", "http://apiuser:S3CRETPW@", 1), "http://apiuser:S3CRETPW@127.0.0.1:1"} {
+		env := map[string]string{"DATABASE_URL": "sqlite://" + filepath.Join(t.TempDir(), "u.db"),
+			"CLERK_SECRET_KEY": clerktest.SecretKey, "CLERK_API_URL": target}
+		var out bytes.Buffer
+		err := run(t.Context(), []string{"check"}, envOf(env), &out, &out)
+		if !strings.Contains(out.String(), "clerk api key") || strings.Contains(out.String(), "S3CRETPW") || strings.Contains(out.String(), "apiuser") {
+			t.Errorf("check with CLERK_API_URL %s (%v):\n%s", target, err, out.String())
+		}
 	}
 }

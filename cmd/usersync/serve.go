@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
-	"net/url"
 	"os"
 	"time"
 
@@ -167,7 +166,7 @@ func setup(getenv func(string) string, stderr io.Writer) (config.Config, *slog.L
 	log.Info("configuration",
 		"database", describeDatabase(cfg.Database),
 		"port", cfg.Port,
-		"clerk_api_url", redactURL(cfg.ClerkAPIURL),
+		"clerk_api_url", config.MaskURL(cfg.ClerkAPIURL),
 		"clerk_secret_key_set", cfg.ClerkSecretKey != "",
 		"clerk_jwt_key_set", cfg.ClerkJWTKey != "",
 		"webhook_secrets", len(cfg.WebhookSecrets),
@@ -179,35 +178,12 @@ func setup(getenv func(string) string, stderr io.Writer) (config.Config, *slog.L
 	return cfg, log, nil
 }
 
-// redactURL masks a URL's whole user information (user name too: it may be
-// a key), so it can be logged.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if u.User != nil {
-		u.User = url.User("xxxxx")
-	}
-	return u.String()
-}
-
 // describeDatabase names the database without its password.
 func describeDatabase(d config.Database) string {
 	if d.Dialect == models.SQLite {
 		return "sqlite:" + d.DSN
 	}
-	if u, err := url.Parse(d.DSN); err == nil {
-		q := u.Query()
-		for _, secret := range []string{"password", "sslpassword"} {
-			if q.Has(secret) {
-				q.Set(secret, "xxxxx")
-			}
-		}
-		u.RawQuery = q.Encode()
-		return u.Redacted()
-	}
-	return "postgres"
+	return config.MaskURL(d.DSN)
 }
 
 // webhookSecrets returns the configured secrets, or the development secret

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -333,4 +334,42 @@ func send(t *testing.T, req *http.Request) (int, string, http.Header) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, strings.TrimSuffix(string(b), "\n"), resp.Header
+}
+
+// The listener holds at most its cap of connections: with the cap's worth
+// open and idle, one more is not served until one of them closes.
+func TestListenerCapsConnections(t *testing.T) {
+	const limit = 8
+	port := freePort(t)
+	srv, err := listenLimited(port, limit, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.close)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var held []net.Conn
+	for range limit {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		t.Cleanup(func() { c.Close() })
+	}
+	extra, err := net.Dial("tcp", addr) // completes in the kernel's accept queue
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	fmt.Fprintf(extra, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	extra.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := http.ReadResponse(bufio.NewReader(extra), nil); err == nil {
+		t.Fatal("a connection beyond the cap was served")
+	}
+	held[0].Close()
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(extra), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after one closed: %v, %v; want the waiting connection served", resp, err)
+	}
 }
