@@ -8,7 +8,7 @@ WORKDIR /src
 # No cgo (the embedded SQLite driver is pure Go), so the binary runs on scratch.
 ENV CGO_ENABLED=0 GOFLAGS=-trimpath
 # Modules first: this layer is reused until go.mod or go.sum change. The zips
-# go on to nothing once extracted; without them each later layer is smaller.
+# are not read again once extracted; without them every later layer is smaller.
 COPY go.mod go.sum ./
 RUN go mod download && find "$(go env GOMODCACHE)/cache/download" -name '*.zip' -exec rm {} +
 
@@ -25,7 +25,7 @@ RUN go build -tags timetzdata $(cat /imports.txt)
 COPY . .
 ARG VERSION=dev
 # timetzdata embeds Go's zone database (about 450 kB), so the binary needs no
-# /usr/share/zoneinfo (which neither scratch nor the Go image has). The runtime
+# /usr/share/zoneinfo, which scratch does not have. The runtime
 # tree is assembled under /out: the CA bundle (Clerk and hosted Postgres are
 # reached over TLS), a passwd line for the numeric user (so runAsNonRoot can
 # verify it) and its working directory for the embedded database and the
