@@ -48,6 +48,7 @@ Usage:
   usersync backfill           import every Clerk user [--dry-run] [--prune] [--page-size N]
   usersync webhook send       sign a sample (or --file) Clerk event and POST it to the service
   usersync check              check the deployment: one line per check, exit 1 if any fails
+  usersync healthcheck        probe a running serve's /healthz: exit 0 on 200, 1 otherwise
   usersync version            print the version
 
 Run 'usersync COMMAND --help' for a command's flags. Configuration comes from the
@@ -87,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = webhookSend(ctx, args[1:], getenv, stdout)
 	case "check":
 		err = runCheck(ctx, args, getenv, stdout)
+	case "healthcheck":
+		err = runHealthcheck(ctx, args, getenv, stdout)
 	case "version":
 		err = printVersion(args, stdout)
 	default:
