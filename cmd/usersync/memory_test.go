@@ -60,9 +60,18 @@ func TestStalledDeliveriesStayWithinMemory(t *testing.T) {
 	for i := range senders {
 		wg.Go(func() { stallDelivery(t, addr, i, announced, held) })
 	}
+	// Sample for 6 s after the last sender connected: on a loaded machine
+	// (the race detector, other packages' tests) some dials take seconds.
 	peak := 0
-	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+	connected := time.Time{}
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		peak = max(peak, vmRSSKiB(t, cmd.Process.Pid))
+		if connected.IsZero() && held.count() == senders {
+			connected = time.Now()
+		}
+		if !connected.IsZero() && time.Since(connected) > 6*time.Second {
+			break
+		}
 	}
 	held.closeAll()
 	wg.Wait()
@@ -108,6 +117,12 @@ func (h *heldConns) add(c net.Conn) bool {
 	return true
 }
 
+func (h *heldConns) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
 func (h *heldConns) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -120,7 +135,7 @@ func (h *heldConns) closeAll() {
 // stallDelivery announces a body of size bytes, sends all but the last and
 // leaves the connection open (held for the test to close).
 func stallDelivery(t *testing.T, addr string, i, size int, held *heldConns) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := net.DialTimeout("tcp", addr, 20*time.Second)
 	if err != nil {
 		t.Errorf("dial %d: %v", i, err)
 		return
@@ -133,7 +148,7 @@ func stallDelivery(t *testing.T, addr string, i, size int, held *heldConns) {
 		addr, i, time.Now().Unix(), size)
 	body := append([]byte(head), `{"type":"user.created","data":{"id":"user_x","pad":"`...)
 	body = append(body, bytes.Repeat([]byte("x"), size-len(body)+len(head)-1)...)
-	c.SetWriteDeadline(time.Now().Add(8 * time.Second))
+	c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	c.Write(body) // blocks while the server does not read; errors once it closes
 }
 
