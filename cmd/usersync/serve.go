@@ -33,6 +33,11 @@ migrations, then serves HTTP until SIGINT or SIGTERM; in-flight requests then
 get up to 15 s to finish.
 Routes: POST /api/webhooks/clerk, POST /api/user/sync, GET /healthz, GET /readyz,
 GET /metrics.
+
+With CLERK_SECRET_KEY set it checks that the key belongs to the Clerk instance
+the database mirrors (exit 1 if not), and reconciles with Clerk: every
+SYNC_RECONCILE_INTERVAL (5m) the users updated since the last pass, every
+SYNC_FULL_RECONCILE_INTERVAL (24h) everything, with a capped prune.
 `
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
