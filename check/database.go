@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/usersync/usersync/models"
 )
 
@@ -89,7 +87,7 @@ func (c *Checker) sqliteWritable(ctx context.Context) Result {
 	}
 	path, _, _ := strings.Cut(c.Cfg.Database.SQLitePath(), "?")
 	for _, p := range []string{path, filepath.Dir(path)} {
-		if err := unix.Access(p, unix.W_OK); err != nil {
+		if err := writable(p); err != nil {
 			return fail(name, "cannot write %s (%s): make the SQLite file and its directory writable by this user", p, oneLine(err))
 		}
 	}
