@@ -242,11 +242,11 @@ func (r *runner) apply(ctx context.Context, page clerkapi.Page) error {
 	for _, s := range page.Snapshots {
 		r.listed[s.ID] = struct{}{}
 	}
-	applyFn := models.ApplySnapshots
-	if r.opts.DryRun {
-		applyFn = models.DryRunSnapshots
+	changes := make([]models.Change, len(page.Snapshots))
+	for i, s := range page.Snapshots {
+		changes[i] = models.UserChange(s)
 	}
-	outcomes, err := applyFn(ctx, r.db, page.Snapshots, r.opts.Source)
+	outcomes, err := r.applyChanges(ctx, changes)
 	if err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func (r *runner) tombstone(ctx context.Context, ids []string) error {
 		ids = ids[len(chunk):]
 		changes := make([]models.Change, len(chunk))
 		for i, id := range chunk {
-			changes[i] = models.Change{Snapshot: models.Snapshot{ID: id}, Delete: true}
+			changes[i] = models.UserDeletion(id)
 		}
 		if !r.opts.DryRun {
 			outcomes, err := models.Apply(ctx, r.db, changes, r.opts.Source)

@@ -236,8 +236,8 @@ func TestBackfillPrune(t *testing.T) {
 		if sum.Pruned != 1 || sum.Created != 600 {
 			t.Errorf("summary = %+v, want 1 pruned", sum)
 		}
-		gone, _ := models.FindUser(ctx, db, "gone_1")
-		late, _ := models.FindUser(ctx, db, "late_1")
+		gone, _ := modelstest.FindUser(ctx, db, "gone_1")
+		late, _ := modelstest.FindUser(ctx, db, "late_1")
 		if !gone.Deleted() || gone.SyncSource != models.SourceBackfill || late.Deleted() {
 			t.Errorf("gone_1 deleted=%v source=%s; late_1 deleted=%v", gone.Deleted(), gone.SyncSource, late.Deleted())
 		}

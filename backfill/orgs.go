@@ -30,7 +30,7 @@ func (c *Counts) count(o models.Outcome) {
 
 // orgPage is one page of organizations or memberships, as changes.
 type orgPage struct {
-	changes []models.OrgChange
+	changes []models.Change
 	own     []int // the index in changes of each listed object's own change
 	ids     []string
 	invalid []error
@@ -46,7 +46,7 @@ func (r *runner) importOrgs(ctx context.Context) error {
 		for _, s := range page.Snapshots {
 			p.own = append(p.own, len(p.changes))
 			p.ids = append(p.ids, s.ID)
-			p.changes = append(p.changes, models.OrgChange{Kind: models.ApplyOrg, Org: s})
+			p.changes = append(p.changes, models.Change{Kind: models.ApplyOrg, Org: s})
 		}
 		return p, page.Total, err
 	}
@@ -117,11 +117,7 @@ func (r *runner) applyKind(ctx context.Context, kind string, page orgPage, count
 	for _, id := range page.ids {
 		listed[id] = struct{}{}
 	}
-	applyFn := models.ApplyOrgChanges
-	if r.opts.DryRun {
-		applyFn = models.DryRunOrgChanges
-	}
-	outcomes, err := applyFn(ctx, r.db, page.changes, r.opts.Source)
+	outcomes, err := r.applyChanges(ctx, page.changes)
 	if err != nil {
 		return err
 	}
@@ -208,7 +204,7 @@ func (r *runner) pruneOrgsConfirmed(ctx context.Context, missing []string) error
 		return err
 	}
 	for _, id := range deleted {
-		if err := r.applyPrune(ctx, models.OrgChange{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: id}}); err != nil {
+		if err := r.applyPrune(ctx, models.Change{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: id}}); err != nil {
 			return err
 		}
 		r.sum.Organizations.Pruned++
@@ -217,10 +213,19 @@ func (r *runner) pruneOrgsConfirmed(ctx context.Context, missing []string) error
 	return nil
 }
 
-func (r *runner) applyPrune(ctx context.Context, c models.OrgChange) error {
+func (r *runner) applyPrune(ctx context.Context, c models.Change) error {
 	if r.opts.DryRun {
 		return nil
 	}
-	_, err := models.ApplyOrgChanges(ctx, r.db, []models.OrgChange{c}, r.opts.Source)
+	_, err := models.Apply(ctx, r.db, []models.Change{c}, r.opts.Source)
 	return err
+}
+
+// applyChanges applies a page through the engine, or reports what it would
+// do when the run is a dry run.
+func (r *runner) applyChanges(ctx context.Context, changes []models.Change) ([]models.Outcome, error) {
+	if r.opts.DryRun {
+		return models.DryRun(ctx, r.db, changes, r.opts.Source)
+	}
+	return models.Apply(ctx, r.db, changes, r.opts.Source)
 }

@@ -55,7 +55,7 @@ func TestBackfillOrganizations(t *testing.T) {
 		if want := (backfill.Counts{Listed: 48, Created: 48}); sum.Memberships != want {
 			t.Errorf("memberships = %+v, want %+v", sum.Memberships, want)
 		}
-		orgs, err := models.FindUserOrganizations(context.Background(), db, "user_00000")
+		orgs, err := modelstest.FindUserOrganizations(context.Background(), db, "user_00000")
 		want := []models.UserOrganization{{ID: "org_00000", Name: ptr("Org org_00000"), Slug: ptr("org_00000"), Role: "org:admin", Tier: "PRO"}}
 		if err != nil || !cmp.Equal(want, orgs) {
 			t.Errorf("user_00000's organizations = %+v, %v; want %+v", orgs, err, want)
@@ -77,7 +77,7 @@ func TestBackfillOrganizations(t *testing.T) {
 		// listing could have missed is not pruned.
 		recent := models.MembershipSnapshot{ID: "orgmem_new", OrganizationID: "org_00003", UserID: "user_00029",
 			CreatedAt: time.Now().UnixMilli(), UpdatedAt: time.Now().UnixMilli()}
-		if _, err := models.ApplyOrgChanges(context.Background(), db, models.MembershipChanges(models.ApplyMembership, recent), models.SourceWebhook); err != nil {
+		if _, err := models.Apply(context.Background(), db, models.MembershipChanges(models.ApplyMembership, recent), models.SourceWebhook); err != nil {
 			t.Fatal(err)
 		}
 		sum, err = run(t, db, fake, backfill.Options{PageSize: 500, Prune: true})

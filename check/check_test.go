@@ -277,7 +277,7 @@ func TestCheckPrintsTheSyncAges(t *testing.T) {
 // pgTables lists the tables of the database at dsn, and goose's rows.
 func pgTables(t *testing.T, dsn string) string {
 	t.Helper()
-	db, err := models.Open(context.Background(), models.Postgres, dsn) // modelstest.Open would migrate
+	db, err := models.Open(context.Background(), models.Postgres, dsn, models.Options{}) // modelstest.Open would migrate
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func (c *Checker) Database(ctx context.Context) Result {
 		}
 	}
 	// Read-only: check creates and changes nothing, not even on an empty database.
-	db, err := models.OpenWith(ctx, d.Dialect, d.DSN, models.Options{MaxConns: 2, ReadOnly: true})
+	db, err := models.Open(ctx, d.Dialect, d.DSN, models.Options{MaxConns: 2, ReadOnly: true})
 	if err != nil {
 		return fail(name, "%s: check DATABASE_URL (host, port, user, password, database name, sslmode)", oneLine(err))
 	}

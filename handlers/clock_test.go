@@ -72,7 +72,7 @@ func TestWebhookRefusesFutureTimestamps(t *testing.T) {
 		if diff := cmp.Diff(before, rowStamps(t, db)); diff != "" {
 			t.Errorf("refused events wrote rows (-before +after):\n%s", diff)
 		}
-		u, err := models.FindUser(context.Background(), db, "user_1")
+		u, err := modelstest.FindUser(context.Background(), db, "user_1")
 		if err != nil || u.Email == nil || *u.Email != "ada@example.com" || u.ClerkUpdatedAt != past {
 			t.Errorf("user_1 = email %v clerk_updated_at %d, %v; want ada@example.com at %d", u.Email, u.ClerkUpdatedAt, err, past)
 		}
@@ -151,11 +151,11 @@ func TestSyncOverwritesFutureDatedRow(t *testing.T) {
 		if got.Outcome != "updated" || got.User.Email == nil || *got.User.Email != "ada@example.com" {
 			t.Fatalf("sync = outcome %s email %v, want updated ada@example.com", got.Outcome, got.User.Email)
 		}
-		u1, err := models.FindUser(ctx, db, "user_1")
+		u1, err := modelstest.FindUser(ctx, db, "user_1")
 		if err != nil || u1.ClerkUpdatedAt != past || u1.SyncSource != models.SourceLogin {
 			t.Errorf("user_1 = clerk_updated_at %d source %s, %v; want %d login", u1.ClerkUpdatedAt, u1.SyncSource, err, past)
 		}
-		u2, err := models.FindUser(ctx, db, "user_2")
+		u2, err := modelstest.FindUser(ctx, db, "user_2")
 		if err != nil || u2.Email != nil || u2.ClerkUpdatedAt != year2100 {
 			t.Errorf("user_2 = email %v clerk_updated_at %d, %v; want no email, still at %d", u2.Email, u2.ClerkUpdatedAt, err, year2100)
 		}

@@ -119,7 +119,7 @@ func wantModel(t *testing.T, db *gorm.DB, st stream, s *svixSender) {
 	t.Helper()
 	ctx := context.Background()
 	for id, v := range st.want {
-		u, err := models.FindUser(ctx, db, id)
+		u, err := modelstest.FindUser(ctx, db, id)
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
@@ -250,7 +250,7 @@ func TestHangingStatementAnswers503(t *testing.T) {
 	if got := strings.TrimSpace(rec.Body.String()); rec.Code != 200 || (got != `{"outcome":"applied"}` && got != `{"outcome":"duplicate"}`) {
 		t.Fatalf("redelivery answered %d %s", rec.Code, got)
 	}
-	if u, err := models.FindUser(context.Background(), db, "user_1"); err != nil || u.ClerkUpdatedAt != 2 {
+	if u, err := modelstest.FindUser(context.Background(), db, "user_1"); err != nil || u.ClerkUpdatedAt != 2 {
 		t.Fatalf("user_1 = %+v, %v; want the update applied", u, err)
 	}
 }
@@ -273,7 +273,7 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 			check := modelstest.Open(t, models.Postgres, dsn)
 			var urls []string
 			for range 2 {
-				db, err := models.Open(context.Background(), models.Postgres, dsn)
+				db, err := models.Open(context.Background(), models.Postgres, dsn, models.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -72,7 +72,7 @@ func TestWebhookRecordsTheSignedID(t *testing.T) {
 		// The real delivery of the id an attacker tried to pre-claim applies.
 		next := userEvent("user.updated", "user_1", 200, "b@example.com")
 		wantResponse(t, post(h, next, signed(t, secret1, "msg_future", time.Now(), next)), 200, `{"outcome":"applied"}`)
-		u, err := models.FindUser(context.Background(), db, "user_1")
+		u, err := modelstest.FindUser(context.Background(), db, "user_1")
 		if err != nil || u.ClerkUpdatedAt != 200 {
 			t.Fatalf("user_1 = %+v, %v; want the msg_future update applied", u, err)
 		}

@@ -57,7 +57,7 @@ func TestWebhookOrganizationExamples(t *testing.T) {
 		send("msg_mem_created", fixture(t, "clerk_organization_membership_created_example.json"), "applied")
 		send("msg_mem_created", fixture(t, "clerk_organization_membership_created_example.json"), "duplicate")
 
-		orgs, err := models.FindUserOrganizations(context.Background(), db, "user_2h8op3Isl1QR7tKu5FGNfaLKEoU")
+		orgs, err := modelstest.FindUserOrganizations(context.Background(), db, "user_2h8op3Isl1QR7tKu5FGNfaLKEoU")
 		want := []models.UserOrganization{{ID: fixtureOrg, Name: ptr("Acme Corp"), Slug: ptr("acme-corp"), Role: "org:member", Tier: "FREE"}}
 		if err != nil || !cmp.Equal(want, orgs) {
 			t.Fatalf("organizations of the member = %+v, %v; want %+v", orgs, err, want)

@@ -28,12 +28,12 @@ func TestProfileReaderCoalesces(t *testing.T) {
 		}
 		// user_00..04 are members of org_a; user_00 and user_01 of org_b too,
 		// user_01's membership of org_b created first.
-		var changes []models.OrgChange
+		var changes []models.Change
 		for _, org := range []string{"org_a", "org_b"} {
-			changes = append(changes, models.OrgChange{Kind: models.ApplyOrg, Org: models.OrgSnapshot{ID: org, UpdatedAt: 1}})
+			changes = append(changes, models.Change{Kind: models.ApplyOrg, Org: models.OrgSnapshot{ID: org, UpdatedAt: 1}})
 		}
-		member := func(org, user string, created int64) models.OrgChange {
-			return models.OrgChange{Kind: models.ApplyMembership, Membership: models.MembershipSnapshot{
+		member := func(org, user string, created int64) models.Change {
+			return models.Change{Kind: models.ApplyMembership, Membership: models.MembershipSnapshot{
 				ID: "orgmem_" + org + "_" + user, OrganizationID: org, UserID: user, Role: "org:member",
 				CreatedAt: created, UpdatedAt: created}}
 		}
@@ -41,7 +41,7 @@ func TestProfileReaderCoalesces(t *testing.T) {
 			changes = append(changes, member("org_a", fmt.Sprintf("user_%02d", i), 10))
 		}
 		changes = append(changes, member("org_b", "user_00", 20), member("org_b", "user_01", 5))
-		if _, err := models.ApplyOrgChanges(ctx, db, changes, models.SourceBackfill); err != nil {
+		if _, err := models.Apply(ctx, db, changes, models.SourceBackfill); err != nil {
 			t.Fatal(err)
 		}
 		r := newProfileReader(db, 8, 2)
@@ -50,7 +50,7 @@ func TestProfileReaderCoalesces(t *testing.T) {
 			wg.Go(func() {
 				id := fmt.Sprintf("user_%02d", i%25) // 20..24 have no row
 				got, err := r.find(ctx, id)
-				want, wantErr := models.FindProfile(ctx, db, id)
+				want, wantErr := modelstest.FindProfile(ctx, db, id)
 				if !errors.Is(err, wantErr) {
 					t.Errorf("%s: find err = %v, FindProfile err = %v", id, err, wantErr)
 				}
@@ -60,7 +60,7 @@ func TestProfileReaderCoalesces(t *testing.T) {
 				if err != nil {
 					return
 				}
-				wantOrgs, err := models.FindUserOrganizations(ctx, db, id)
+				wantOrgs, err := modelstest.FindUserOrganizations(ctx, db, id)
 				if err != nil {
 					t.Error(err)
 				}

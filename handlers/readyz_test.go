@@ -32,7 +32,7 @@ func TestReadyzFollowsGrants(t *testing.T) {
 	t.Cleanup(func() { owner.Exec("DROP OWNED BY " + role); owner.Exec("DROP ROLE " + role) })
 	u, _ := url.Parse(modelstest.PostgresURL(t))
 	u.User, u.Path = url.User(role), "/"+dbName
-	db, err := models.Open(context.Background(), models.Postgres, u.String())
+	db, err := models.Open(context.Background(), models.Postgres, u.String(), models.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

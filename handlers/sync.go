@@ -213,11 +213,8 @@ func (s *server) syncFromClerk(ctx context.Context, userID string) (string, mode
 	case err != nil:
 		return "", profile, clerkFailed(err)
 	}
-	outcome, err := s.applySnapshot(ctx, snap)
+	outcome, err := s.applyLogin(ctx, snap)
 	if err != nil {
-		return "", profile, err
-	}
-	if err := s.syncMemberships(ctx, userID); err != nil {
 		return "", profile, err
 	}
 	if !outcome.Wrote() {
@@ -253,22 +250,6 @@ func (s *server) findProfile(ctx context.Context, id string) (models.Profile, er
 		return p, dbUnavailable(err)
 	}
 	return p, err
-}
-
-func (s *server) applySnapshot(ctx context.Context, snap models.Snapshot) (models.Outcome, error) {
-	ctx, cancel := context.WithTimeout(ctx, DBTimeout)
-	defer cancel()
-	outcome, err := models.ApplySnapshot(ctx, s.DB, snap, models.SourceLogin)
-	if err == nil {
-		s.Metrics.Upserts.WithLabelValues(string(models.SourceLogin), string(outcome)).Inc()
-	}
-	switch {
-	case err != nil:
-		return "", dbUnavailable(err)
-	case outcome == models.Gone:
-		return "", errGone
-	}
-	return outcome, nil
 }
 
 // loginOutcome names an upsert outcome for the client: a snapshot that is

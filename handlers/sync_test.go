@@ -192,7 +192,7 @@ func TestSyncBearerAndCookie(t *testing.T) {
 		if got.Outcome != "created" || got.User.ID != "user_2" {
 			t.Errorf("cookie response = %+v", got)
 		}
-		u, err := models.FindUser(context.Background(), db, "user_1")
+		u, err := modelstest.FindUser(context.Background(), db, "user_1")
 		if err != nil || u.SyncSource != models.SourceLogin || u.RawJSON == nil {
 			t.Errorf("row = %+v, %v", u, err)
 		}
@@ -215,7 +215,7 @@ func TestSyncUsesOnlyClerkData(t *testing.T) {
 		if *got.User.Email != "ada@example.com" || *got.User.FirstName != "Ada" {
 			t.Errorf("response user = %+v", got.User)
 		}
-		u, _ := models.FindUser(context.Background(), db, "user_1")
+		u, _ := modelstest.FindUser(context.Background(), db, "user_1")
 		if *u.Email != "ada@example.com" || *u.FirstName != "Ada" || *u.ImageURL != "https://img.clerk.com/user_1" {
 			t.Errorf("row = email %s name %s image %s", *u.Email, *u.FirstName, *u.ImageURL)
 		}
@@ -253,11 +253,11 @@ func TestSyncWithoutFreshness(t *testing.T) {
 		if err := db.Model(&models.User{}).Where("id = ?", "user_1").Update("tier", "PRO").Error; err != nil {
 			t.Fatal(err)
 		}
-		before, _ := models.FindUser(context.Background(), db, "user_1")
+		before, _ := modelstest.FindUser(context.Background(), db, "user_1")
 		if got := decodeSync(t, env.call(syncCall{token: tok})); got.Outcome != "unchanged" || got.User.Tier != "PRO" {
 			t.Errorf("unchanged = %+v", got)
 		}
-		after, _ := models.FindUser(context.Background(), db, "user_1")
+		after, _ := modelstest.FindUser(context.Background(), db, "user_1")
 		if !after.UpdatedAt.Equal(before.UpdatedAt) {
 			t.Errorf("unchanged sync moved updated_at from %v to %v", before.UpdatedAt, after.UpdatedAt)
 		}
@@ -289,7 +289,7 @@ func TestSyncUnchangedConfirmsWithoutWrite(t *testing.T) {
 		}
 		old := time.Now().Add(-time.Hour)
 		db.Model(&models.User{}).Where("id = ?", "user_1").Updates(map[string]any{"synced_at": old, "updated_at": old})
-		before, _ := models.FindUser(context.Background(), db, "user_1")
+		before, _ := modelstest.FindUser(context.Background(), db, "user_1")
 
 		tok := env.fake.Token(clerktest.Claims("user_1"))
 		for i, want := range []string{"unchanged", "fresh", "fresh"} {
@@ -297,7 +297,7 @@ func TestSyncUnchangedConfirmsWithoutWrite(t *testing.T) {
 				t.Fatalf("call %d outcome = %s, want %s", i, got.Outcome, want)
 			}
 		}
-		after, _ := models.FindUser(context.Background(), db, "user_1")
+		after, _ := modelstest.FindUser(context.Background(), db, "user_1")
 		if !after.UpdatedAt.Equal(before.UpdatedAt) || after.SyncSource != models.SourceWebhook {
 			t.Errorf("row written: updated_at %v -> %v, source %s", before.UpdatedAt, after.UpdatedAt, after.SyncSource)
 		}

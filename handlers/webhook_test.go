@@ -114,7 +114,7 @@ func TestWebhookDeliveries(t *testing.T) {
 			rec := post(h, st.body, signed(t, secret1, st.msgID, now, st.body))
 			t.Run(st.name, func(t *testing.T) { wantResponse(t, rec, st.status, st.response) })
 		}
-		u, err := models.FindUser(context.Background(), db, "user_1")
+		u, err := modelstest.FindUser(context.Background(), db, "user_1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func TestWebhookRejects(t *testing.T) {
 			})
 		}
 		wantEvents(t, db, 0)
-		if _, err := models.FindUser(context.Background(), db, "user_1"); err != models.ErrNotFound {
+		if _, err := modelstest.FindUser(context.Background(), db, "user_1"); err != models.ErrNotFound {
 			t.Errorf("user_1 after rejected deliveries: err = %v, want ErrNotFound", err)
 		}
 	})
@@ -234,7 +234,7 @@ func TestWebhookDatabaseGone(t *testing.T) {
 		t.Run(string(d), func(t *testing.T) {
 			dsn := modelstest.NewDSN(t, d)
 			check := modelstest.Open(t, d, dsn) // a second handle stays open to read back
-			server, err := models.Open(context.Background(), d, dsn)
+			server, err := models.Open(context.Background(), d, dsn, models.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,7 +272,7 @@ func TestWebhookClerkExamples(t *testing.T) {
 			h := newHandler(t, db, secret1)
 			wantResponse(t, post(h, body, signed(t, secret1, tc.msgID, time.Now(), body)), 200, `{"outcome":"applied"}`)
 		}
-		u, err := models.FindUser(context.Background(), db, "user_29w83sxmDNGwOuEthce5gg56FcC")
+		u, err := modelstest.FindUser(context.Background(), db, "user_29w83sxmDNGwOuEthce5gg56FcC")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,7 +280,7 @@ func TestWebhookClerkExamples(t *testing.T) {
 			u.ClerkUpdatedAt != 1654012591835 || *u.FirstName != "Example" || u.Deleted() || u.RawJSON == nil {
 			t.Errorf("created example row = %+v", u)
 		}
-		d, err := models.FindUser(context.Background(), db, "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S")
+		d, err := modelstest.FindUser(context.Background(), db, "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S")
 		if err != nil || !d.Deleted() {
 			t.Errorf("deleted example: row %+v, err %v; want a tombstone", d, err)
 		}
@@ -314,7 +314,7 @@ func TestWebhookStoresWhatPostgresRefuses(t *testing.T) {
 			"first_name":"Ada\u0000","last_name":"\ud800x","unsafe_metadata":{"note":"a\u0000b","k\u0000":"\uDC00"},
 			"public_metadata":{"tier":"pro"}}}`)
 		wantResponse(t, post(h, body, signed(t, secret1, "msg_nul", time.Now(), body)), 200, `{"outcome":"applied"}`)
-		u, err := models.FindUser(context.Background(), db, "user_nul")
+		u, err := modelstest.FindUser(context.Background(), db, "user_nul")
 		if err != nil {
 			t.Fatal(err)
 		}

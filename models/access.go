@@ -27,17 +27,15 @@ var requiredGrants = []struct{ table, privilege string }{
 
 // RuntimeGrants is what a table owner runs to let a restricted role run the
 // service once `usersync migrate` has made the schema: one GRANT per table
-// of requiredGrants, SELECT on the migration log that serve reads at start,
-// and EXECUTE on the write path's check function (granted to everyone
-// unless the database revoked that). Derived from requiredGrants, so what is
-// checked and what is documented cannot drift apart.
+// of requiredGrants and SELECT on the migration log that serve reads at
+// start. Derived from requiredGrants, so what is checked and what is
+// documented cannot drift apart.
 func RuntimeGrants(role string) string {
 	all := make([]string, len(requiredGrants))
 	for i, g := range requiredGrants {
 		all[i] = g.privilege + " ON " + g.table
 	}
-	return grantStatements(all, role, "\n") + "\nGRANT SELECT ON goose_db_version TO " + role + ";" +
-		"\nGRANT EXECUTE ON FUNCTION " + writeCheckFunction + " TO " + role + ";"
+	return grantStatements(all, role, "\n") + "\nGRANT SELECT ON goose_db_version TO " + role + ";"
 }
 
 // RuntimeTables are the tables the service reads and writes.
@@ -91,30 +89,6 @@ func CheckAccess(ctx context.Context, db *gorm.DB) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("role %q lacks %s: as the tables' owner, run %s", role,
 			strings.Join(missing, ", "), grantStatements(missing, role, " "))
-	}
-	return checkWriteCheck(ctx, db)
-}
-
-// writeCheckFunction is the function every write of the write path calls
-// (migration 0003). Functions are executable by everyone unless a database
-// revoked that by default.
-const writeCheckFunction = "usersync_written(bigint,bigint,text)"
-
-func checkWriteCheck(ctx context.Context, db *gorm.DB) error {
-	var role string
-	var exists, may bool
-	err := db.WithContext(ctx).Raw(`SELECT current_user, f IS NOT NULL,
-			f IS NOT NULL AND has_function_privilege(f, 'EXECUTE')
-		FROM to_regprocedure(?) AS f`, writeCheckFunction).Row().Scan(&role, &exists, &may)
-	switch {
-	case err != nil:
-		return fmt.Errorf("check function privileges: %w", err)
-	case !exists:
-		return fmt.Errorf("function %s does not exist (or is not on role %q's search_path): run usersync migrate",
-			writeCheckFunction, role)
-	case !may:
-		return fmt.Errorf("role %q lacks EXECUTE ON FUNCTION %s: as its owner, run GRANT EXECUTE ON FUNCTION %s TO %s;",
-			role, writeCheckFunction, writeCheckFunction, role)
 	}
 	return nil
 }

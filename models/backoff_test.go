@@ -95,7 +95,7 @@ func TestTooManyClientsIsLoggedClearly(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	dsn := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", role, cfg.Host, cfg.Port, cfg.Database)
-	db, err := OpenWith(context.Background(), Postgres, dsn, Options{MaxConns: 3, Log: log})
+	db, err := Open(context.Background(), Postgres, dsn, Options{MaxConns: 3, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

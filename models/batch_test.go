@@ -124,14 +124,14 @@ func TestBatchEqualsSingle(t *testing.T) {
 					want = append(want, o)
 				}
 				before := tableView(t, batch)
-				dry, err := models.DryRunSnapshots(ctx, batch, sc.batch, models.SourceBackfill)
+				dry, err := models.DryRun(ctx, batch, modelstest.UserChanges(sc.batch), models.SourceBackfill)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if diff := cmp.Diff(before, tableView(t, batch)); diff != "" {
 					t.Fatalf("dry run changed the table:\n%s", diff)
 				}
-				got, err := models.ApplySnapshots(ctx, batch, sc.batch, models.SourceBackfill)
+				got, err := models.Apply(ctx, batch, modelstest.UserChanges(sc.batch), models.SourceBackfill)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -145,7 +145,7 @@ func TestBatchEqualsSingle(t *testing.T) {
 					t.Errorf("tables (-single +batch):\n%s", diff)
 				}
 				// Re-applying the same batch writes nothing.
-				again, err := models.ApplySnapshots(ctx, batch, sc.batch, models.SourceBackfill)
+				again, err := models.Apply(ctx, batch, modelstest.UserChanges(sc.batch), models.SourceBackfill)
 				if err != nil {
 					t.Fatal(err)
 				}

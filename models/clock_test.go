@@ -30,7 +30,7 @@ func applyVia(t *testing.T, db *gorm.DB, s models.Snapshot, src models.Source, b
 		}
 		return out
 	}
-	out, err := models.ApplySnapshots(ctx, db, []models.Snapshot{s}, src)
+	out, err := models.Apply(ctx, db, modelstest.UserChanges([]models.Snapshot{s}), src)
 	if err != nil {
 		t.Fatalf("apply %s from %s: %v", s.ID, src, err)
 	}
@@ -46,7 +46,7 @@ func wantApplied(t *testing.T, db *gorm.DB, s models.Snapshot, src models.Source
 
 func wantSource(t *testing.T, db *gorm.DB, id string, want models.Source) {
 	t.Helper()
-	u, err := models.FindUser(context.Background(), db, id)
+	u, err := modelstest.FindUser(context.Background(), db, id)
 	if err != nil || u.SyncSource != want {
 		t.Fatalf("%s: sync_source %q, err %v; want %q", id, u.SyncSource, err, want)
 	}
@@ -115,7 +115,7 @@ func TestFutureDatedTombstoneStaysFinal(t *testing.T) {
 // same two changes one at a time do.
 func TestFutureDatedRowReplacedThenDeletedInOneBatch(t *testing.T) {
 	past := time.Now().Add(-time.Hour).UnixMilli()
-	changes := []models.Change{{Snapshot: snap("user_a", past, email("b@x.io"))}, {Snapshot: models.Snapshot{ID: "user_a"}, Delete: true}}
+	changes := []models.Change{models.UserChange(snap("user_a", past, email("b@x.io"))), models.UserDeletion("user_a")}
 	modelstest.EachPair(t, func(t *testing.T, batch, single *gorm.DB) {
 		ctx := context.Background()
 		for _, db := range []*gorm.DB{batch, single} {
@@ -248,9 +248,9 @@ func TestFutureDatedOrgRowsYieldToTheAPI(t *testing.T) {
 		t.Run(string(src), func(t *testing.T) {
 			t.Parallel()
 			modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
-				apply := func(src models.Source, want []models.Outcome, changes ...models.OrgChange) {
+				apply := func(src models.Source, want []models.Outcome, changes ...models.Change) {
 					t.Helper()
-					got, err := models.ApplyOrgChanges(context.Background(), db, changes, src)
+					got, err := models.Apply(context.Background(), db, changes, src)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -267,7 +267,7 @@ func TestFutureDatedOrgRowsYieldToTheAPI(t *testing.T) {
 					v.MembersCount, v.Source = ptr(int64(3)), src
 					return v
 				}
-				upMembership := func(at int64, role string) []models.OrgChange {
+				upMembership := func(at int64, role string) []models.Change {
 					return models.MembershipChanges(models.ApplyMembership, withOrg(memSnap(mem, org, user, 1, at, role), orgAt(org, at)))
 				}
 				apply(models.SourceBackfill, []models.Outcome{models.Created, models.Created}, upMembership(year2100, "org:member")...)
@@ -288,12 +288,12 @@ func TestFutureDatedOrgRowsYieldToTheAPI(t *testing.T) {
 				if diff := cmp.Diff([]memView{liveMem(mem, org, user, 1, past, "org:admin")}, memTable(t, db)); diff != "" {
 					t.Errorf("memberships after the API snapshot (-want +got):\n%s", diff)
 				}
-				apply(src, []models.Outcome{models.Stale}, models.OrgChange{Kind: models.ApplyOrg, Org: orgAt(org, past-1)})
+				apply(src, []models.Outcome{models.Stale}, models.Change{Kind: models.ApplyOrg, Org: orgAt(org, past-1)})
 
 				// A tombstone dated in 2100 stays one.
-				apply(models.SourceBackfill, []models.Outcome{models.Created}, models.OrgChange{Kind: models.ApplyOrg, Org: orgAt("org_b", year2100)})
-				apply(models.SourceWebhook, []models.Outcome{models.Deleted}, models.OrgChange{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: "org_b"}})
-				apply(src, []models.Outcome{models.Gone}, models.OrgChange{Kind: models.ApplyOrg, Org: orgAt("org_b", past)})
+				apply(models.SourceBackfill, []models.Outcome{models.Created}, models.Change{Kind: models.ApplyOrg, Org: orgAt("org_b", year2100)})
+				apply(models.SourceWebhook, []models.Outcome{models.Deleted}, models.Change{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: "org_b"}})
+				apply(src, []models.Outcome{models.Gone}, models.Change{Kind: models.ApplyOrg, Org: orgAt("org_b", past)})
 				tombstone := tombOrg("org_b", year2100, "FREE", ptr(int64(3)))
 				if diff := cmp.Diff([]orgView{replaced, tombstone}, orgTable(t, db)); diff != "" {
 					t.Errorf("organizations after the tombstone (-want +got):\n%s", diff)

@@ -49,14 +49,9 @@ type Options struct {
 	ReadOnly bool
 }
 
-// Open connects to the database. dsn is a Postgres URL for Postgres and a file
-// path (optionally with SQLite URI parameters) for SQLite.
-func Open(ctx context.Context, dialect Dialect, dsn string) (*gorm.DB, error) {
-	return OpenWith(ctx, dialect, dsn, Options{})
-}
-
-// OpenWith is Open with pool options.
-func OpenWith(ctx context.Context, dialect Dialect, dsn string, opts Options) (*gorm.DB, error) {
+// Open connects to the database. dsn is a Postgres URL for Postgres and a
+// file path (optionally with SQLite URI parameters) for SQLite.
+func Open(ctx context.Context, dialect Dialect, dsn string, opts Options) (*gorm.DB, error) {
 	cfg := &gorm.Config{
 		SkipDefaultTransaction: true, // the upsert manages its own transactions
 		TranslateError:         true,

@@ -63,111 +63,71 @@ type EventResult struct {
 	Upsert Outcome
 }
 
-// ProcessEvent applies an event and records its svix id in the same
-// transaction, so a redelivered message changes nothing and is answered
-// EventDuplicate, and nothing is recorded unless its effect is committed.
-func ProcessEvent(ctx context.Context, db *gorm.DB, ev Event) (EventResult, error) {
-	res, err := ProcessEvents(ctx, db, []Event{ev})
-	if err != nil {
-		return EventResult{}, err
-	}
-	return res[0], nil
-}
-
-// ProcessEvents processes several events in one transaction, with the same
-// result as ProcessEvent called for each in order: the batch commits, or
-// none of it does. Concurrent deliveries share a commit this way (the
-// handlers' batcher).
+// ProcessEvents applies events in one transaction, as if one after another,
+// and records each svix id in it: a redelivered message changes nothing and
+// is answered EventDuplicate, and nothing is recorded unless its effect is
+// committed (rule 6). The batch commits, or none of it does; concurrent
+// deliveries share a commit this way (the handlers' batcher).
 func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult, error) {
-	return inTx(ctx, db, func(tx *gorm.DB, lock bool) ([]EventResult, error) {
-		return processBatch(tx, evs, now(), lock)
+	return inTx(ctx, db, func(tx *gorm.DB) ([]EventResult, error) {
+		return processBatch(tx, evs, now())
 	})
 }
 
 // processBatch records the events first (which finds the duplicates), then
-// applies the rest through the one write path (apply.go), then corrects the
-// outcomes recorded as "applied" that turned out otherwise, all in the
-// caller's transaction. The first round records the events and, for a
-// batch of user events, reads the users they touch: one round trip.
-func processBatch(tx *gorm.DB, evs []Event, at time.Time, lock bool) ([]EventResult, error) {
+// applies the new ones through the engine, then corrects the outcomes
+// recorded as "applied" that turned out otherwise.
+func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error) {
 	res := make([]EventResult, len(evs))
-	dialect := DialectOf(tx)
-	orgs := slices.ContainsFunc(evs, func(ev Event) bool { return ev.Kind.isOrgEvent() })
-	var first round
-	rec := recordEvents(&first, dialect, evs, at)
-	var st *state
-	if !orgs && len(evs) <= applyChunk {
-		st = readUsers(&first, dialect, eventChanges(evs), lock)
-	}
-	if err := first.send(tx); err != nil {
-		return nil, err
-	}
-	todo := rec.newEvents(evs, res)
-	var err error
-	if orgs {
-		err = applyInRuns(tx, evs, todo, res, at, lock)
-	} else {
-		err = applyUserEvents(tx, evs, todo, res, st, at, lock)
-	}
+	todo, err := recordEvents(tx, evs, res, at)
 	if err != nil {
 		return nil, err
+	}
+	var changes []Change
+	var from []int // from[j] is the index in evs of changes[j]
+	for _, i := range todo {
+		cs := evs[i].changes()
+		if len(cs) == 0 {
+			res[i] = EventResult{Outcome: EventIgnored}
+		}
+		for _, c := range cs {
+			changes, from = append(changes, c), append(from, i)
+		}
+	}
+	outcomes, err := apply(tx, changes, SourceWebhook, at)
+	if err != nil {
+		return nil, err
+	}
+	for j, o := range outcomes {
+		i := from[j]
+		switch {
+		case !evs[i].Kind.isOrgEvent():
+			res[i] = eventResult(o)
+		case o.Wrote():
+			res[i] = EventResult{Outcome: EventApplied}
+		case res[i].Outcome == "":
+			res[i] = EventResult{Outcome: EventStale} // unless another of its changes wrote
+		}
 	}
 	return res, fixOutcomes(tx, evs, todo, res)
 }
 
-// applyUserEvents applies the user events at todo through the one write
-// path, from the users already read (st) or, when st is nil, reading them.
-func applyUserEvents(tx *gorm.DB, evs []Event, todo []int, res []EventResult, st *state, at time.Time, lock bool) error {
-	changes := make([]Change, 0, len(todo))
-	applied := make([]int, 0, len(todo))
-	for _, i := range todo {
-		c, ok := evs[i].change()
-		if !ok {
-			res[i] = EventResult{Outcome: EventIgnored}
-			continue
-		}
-		changes, applied = append(changes, c), append(applied, i)
-	}
-	var outcomes []Outcome
-	var err error
-	if st != nil {
-		outcomes, err = st.apply(tx, changes, SourceWebhook, at)
-	} else {
-		outcomes, err = applyChanges(tx, changes, SourceWebhook, at, lock)
-	}
-	if err != nil {
-		return err
-	}
-	for j, i := range applied {
-		res[i] = eventResult(outcomes[j])
-	}
-	return nil
-}
-
-// applyInRuns applies a batch that mixes user and organization events in
-// order: each run of consecutive user events through applyUserEvents, each
-// organization or membership event through applyOrgEvent, so the batch
-// ends as if its events had come one at a time (a user.deleted before a
-// membership of that user makes the membership a tombstone, rule 9).
-func applyInRuns(tx *gorm.DB, evs []Event, todo []int, res []EventResult, at time.Time, lock bool) error {
-	for len(todo) > 0 {
-		i := todo[0]
-		if evs[i].Kind.isOrgEvent() {
-			r, err := applyOrgEvent(tx, evs[i], at)
-			if err != nil {
-				return err
-			}
-			res[i], todo = r, todo[1:]
-			continue
-		}
-		n := 1
-		for n < len(todo) && !evs[todo[n]].Kind.isOrgEvent() {
-			n++
-		}
-		if err := applyUserEvents(tx, evs, todo[:n], res, nil, at, lock); err != nil {
-			return err
-		}
-		todo = todo[n:]
+// changes is what an event asks of the tables: none for the event types
+// usersync does not act on.
+func (ev Event) changes() []Change {
+	switch ev.Kind {
+	case EventUpsert:
+		return []Change{UserChange(ev.Snapshot)}
+	case EventDelete:
+		return []Change{UserDeletion(ev.UserID)}
+	case EventOrgUpsert:
+		return []Change{{Kind: ApplyOrg, Org: ev.Org}}
+	case EventOrgDelete:
+		return []Change{{Kind: DeleteOrg, Org: ev.Org}}
+	case EventMembershipUpsert:
+		return MembershipChanges(ApplyMembership, ev.Membership)
+	case EventMembershipDelete:
+		return MembershipChanges(DeleteMembership, ev.Membership)
 	}
 	return nil
 }
@@ -186,41 +146,12 @@ var recordSQL = map[Dialect]string{
 	ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id`,
 }
 
-// change is what a user event asks of the users table; false for the
-// events that ask nothing of it.
-func (ev Event) change() (Change, bool) {
-	switch ev.Kind {
-	case EventUpsert:
-		return Change{Snapshot: ev.Snapshot}, true
-	case EventDelete:
-		return Change{Snapshot: Snapshot{ID: ev.UserID}, Delete: true}, true
-	}
-	return Change{}, false
-}
-
-// eventChanges are the changes evs would make, for reading their users
-// before knowing which events are new.
-func eventChanges(evs []Event) []Change {
-	changes := make([]Change, 0, len(evs))
-	for _, ev := range evs {
-		if c, ok := ev.change(); ok {
-			changes = append(changes, c)
-		}
-	}
-	return changes
-}
-
-// recording is the insert of a batch's svix ids and, once its round has
-// been sent, which of them it inserted.
-type recording struct {
-	fresh []int           // the batch's events, a repeated svix id only at its first
-	isNew map[string]bool // the svix ids inserted
-}
-
-// recordEvents adds to r the insert of a webhook_events row per new svix
-// id, recording user events as "applied" for now.
-func recordEvents(r *round, dialect Dialect, evs []Event, at time.Time) *recording {
-	rec := &recording{isNew: map[string]bool{}}
+// recordEvents inserts a webhook_events row per new svix id, recording
+// user events as "applied" for now, marks the others EventDuplicate in res
+// (those recorded before, and repeats within the batch), and returns the
+// indexes of the new ones, in order.
+func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]int, error) {
+	var fresh []int // the batch's events, a repeated svix id only at its first
 	seen := make(map[string]bool, len(evs))
 	var ids, types, outcomes []string
 	var users []*string
@@ -239,8 +170,9 @@ func recordEvents(r *round, dialect Dialect, evs []Event, at time.Time) *recordi
 		}
 		ids, types, users, outcomes = append(ids, ev.SvixID), append(types, ev.Type), append(users, userID),
 			append(outcomes, string(outcome))
-		rec.fresh = append(rec.fresh, i)
+		fresh = append(fresh, i)
 	}
+	dialect := DialectOf(tx)
 	args := []any{ids, types, users, outcomes, at}
 	if dialect == SQLite {
 		rows := make([][4]*string, len(ids))
@@ -250,38 +182,29 @@ func recordEvents(r *round, dialect Dialect, evs []Event, at time.Time) *recordi
 		b, _ := json.Marshal(rows) // strings and nils always encode
 		args = []any{string(b), at}
 	}
-	r.add(statement{
-		name: fmt.Sprintf("record %d events", len(ids)), sql: recordSQL[dialect], args: args,
-		read: eachRow(func(rs rows) error {
-			var id string
-			if err := rs.Scan(&id); err != nil {
-				return err
-			}
-			rec.isNew[id] = true
-			return nil
-		}),
+	isNew := make(map[string]bool, len(ids))
+	q := queryer{tx: tx, dialect: dialect}
+	err := q.each(recordSQL[dialect], args, func(scan func(...any) error) error {
+		var id string
+		err := scan(&id)
+		isNew[id] = true
+		return err
 	})
-	return rec
-}
-
-// newEvents returns the indexes of the events the insert recorded, in
-// order, and marks the others EventDuplicate: those recorded before, and
-// repeats within the batch.
-func (rec *recording) newEvents(evs []Event, res []EventResult) []int {
-	var todo []int
-	next := 0 // the next index in rec.fresh
-	for i, ev := range evs {
-		first := next < len(rec.fresh) && rec.fresh[next] == i
-		if first {
-			next++
-		}
-		if first && rec.isNew[ev.SvixID] {
-			todo = append(todo, i)
-			continue
-		}
-		res[i] = EventResult{Outcome: EventDuplicate}
+	if err != nil {
+		return nil, fmt.Errorf("record %d events: %w", len(ids), err)
 	}
-	return todo
+	var todo []int
+	for _, i := range fresh {
+		if isNew[evs[i].SvixID] {
+			todo = append(todo, i)
+		}
+	}
+	for i := range evs {
+		if !slices.Contains(todo, i) {
+			res[i] = EventResult{Outcome: EventDuplicate}
+		}
+	}
+	return todo, nil
 }
 
 // fixOutcomes rewrites the recorded outcome of events that were not applied.
@@ -295,9 +218,11 @@ func fixOutcomes(tx *gorm.DB, evs []Event, todo []int, res []EventResult) error 
 	if len(stale) == 0 {
 		return nil
 	}
-	dialect := DialectOf(tx)
-	fix := round{{name: "record outcomes", sql: staleSQL[dialect], args: []any{listArg(dialect, stale)}}}
-	return fix.sendAtCommit(tx)
+	q := queryer{tx: tx, dialect: DialectOf(tx)}
+	if _, err := q.exec(staleSQL[q.dialect], q.list(stale)); err != nil {
+		return fmt.Errorf("record %d outcomes: %w", len(stale), err)
+	}
+	return nil
 }
 
 // staleSQL marks the svix ids given as stale.

@@ -37,7 +37,7 @@ func TestProcessEventOutcomes(t *testing.T) {
 			{upsertEvent("msg_2", snap("user_b", 99)), models.EventDuplicate},
 		}
 		for i, st := range steps {
-			res, err := models.ProcessEvent(ctx, db, st.ev)
+			res, err := modelstest.ProcessEvent(ctx, db, st.ev)
 			if err != nil {
 				t.Fatalf("step %d: %v", i, err)
 			}
@@ -69,7 +69,7 @@ func TestProcessEventOutcomes(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("webhook_events (-want +got):\n%s", diff)
 		}
-		if _, err := models.FindUser(ctx, db, "user_b"); err != models.ErrNotFound {
+		if _, err := modelstest.FindUser(ctx, db, "user_b"); err != models.ErrNotFound {
 			t.Errorf("user_b from a duplicate svix id: err = %v, want ErrNotFound", err)
 		}
 	})
@@ -111,7 +111,7 @@ func TestProcessEventConcurrent(t *testing.T) {
 			t.Errorf("webhook_events rows = %d, want %d", count, users*versions+1)
 		}
 		for id, v := range want {
-			u, err := models.FindUser(context.Background(), db, id)
+			u, err := modelstest.FindUser(context.Background(), db, id)
 			if err != nil {
 				t.Fatalf("%s: %v", id, err)
 			}
@@ -160,7 +160,7 @@ func runConcurrently(t *testing.T, db *gorm.DB, events []models.Event, workers i
 	for range workers {
 		wg.Go(func() {
 			for ev := range next {
-				res, err := models.ProcessEvent(context.Background(), db, ev)
+				res, err := modelstest.ProcessEvent(context.Background(), db, ev)
 				if err != nil {
 					t.Errorf("%s: %v", ev.SvixID, err)
 				}
@@ -223,7 +223,7 @@ func TestProcessEventsEqualsOneAtATime(t *testing.T) {
 			upsertEvent("p2", snap("user_x", 3, email("held@x.io"))),
 			{SvixID: "p3", Type: "user.deleted", Kind: models.EventDelete, UserID: "user_d"},
 		} {
-			if _, err := models.ProcessEvent(ctx, db, ev); err != nil {
+			if _, err := modelstest.ProcessEvent(ctx, db, ev); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -235,7 +235,7 @@ func TestProcessEventsEqualsOneAtATime(t *testing.T) {
 				prepare(t, together)
 				var want []models.EventResult
 				for _, ev := range batch {
-					r, err := models.ProcessEvent(context.Background(), one, ev)
+					r, err := modelstest.ProcessEvent(context.Background(), one, ev)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -141,7 +141,7 @@ func newProvider(db *gorm.DB, log *slog.Logger) (*goose.Provider, error) {
 // loadMigrations reads NNNN_name.sql files and turns each into a goose
 // migration with the dialect's column types filled in. A file named
 // NNNN_name.postgres.sql or NNNN_name.sqlite.sql holds what only that
-// database needs (a PL/pgSQL function; a table rebuilt because SQLite cannot
+// database needs (a function; a table rebuilt because SQLite cannot
 // alter a constraint): a version with no file for a dialect is applied there
 // and does nothing, so both databases count the same versions.
 func loadMigrations(dialect Dialect) ([]*goose.Migration, error) {

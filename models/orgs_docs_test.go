@@ -35,7 +35,7 @@ func TestDocumentedJoins(t *testing.T) {
 		changes := append(models.MembershipChanges(models.ApplyMembership,
 			withOrg(memSnap("orgmem_1", org, user, 1, 1, "org:admin"), orgSnap(org, 1, orgTier("PRO")))),
 			models.MembershipChanges(models.ApplyMembership, withOrg(memSnap("orgmem_2", org, "user_gone", 1, 1, "org:member"), orgSnap(org, 1)))...)
-		if _, err := models.ApplyOrgChanges(ctx, db, changes, models.SourceWebhook); err != nil {
+		if _, err := models.Apply(ctx, db, changes, models.SourceWebhook); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := models.Tombstone(ctx, db, "user_gone", models.SourceWebhook); err != nil {

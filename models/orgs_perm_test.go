@@ -235,7 +235,7 @@ func runPermutation(t *testing.T, db *gorm.DB, set func(string) []models.Event, 
 		}
 	} else {
 		for _, ev := range ordered {
-			if _, err := models.ProcessEvent(ctx, db, ev); err != nil {
+			if _, err := modelstest.ProcessEvent(ctx, db, ev); err != nil {
 				t.Errorf("order %v: %s: %v", order, ev.SvixID, err)
 				return
 			}

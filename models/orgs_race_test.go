@@ -12,18 +12,18 @@ import (
 	"github.com/usersync/usersync/models/modelstest"
 )
 
-// A membership deletion whose payload names no organization or user takes
-// no advisory lock; an update of the same membership that read the row
-// before the deletion committed must still not make it live again (rule 9).
+// A membership deletion whose payload names no organization or user locks
+// only the membership; an update of the same membership waits for it and
+// must not make it live again (rule 9).
 func TestDeletedMembershipStaysDeletedUnderARacingUpdate(t *testing.T) {
 	db := modelstest.New(t, models.Postgres)
 	ctx := context.Background()
 	m := memSnap("orgmem_1", "org_1", "user_1", 1, 10, "org:member")
-	if _, err := models.ApplyOrgChanges(ctx, db, models.MembershipChanges(models.ApplyMembership, m), models.SourceWebhook); err != nil {
+	if _, err := models.Apply(ctx, db, models.MembershipChanges(models.ApplyMembership, m), models.SourceWebhook); err != nil {
 		t.Fatal(err)
 	}
 	del := db.Begin()
-	out, err := models.ApplyOrgChangesInTx(del, models.MembershipChanges(models.DeleteMembership,
+	out, err := models.ApplyInTx(del, models.MembershipChanges(models.DeleteMembership,
 		models.MembershipSnapshot{ID: "orgmem_1"}), models.SourceWebhook, models.Now())
 	if err != nil || out[0] != models.Deleted {
 		t.Fatal(out, err)
@@ -31,10 +31,10 @@ func TestDeletedMembershipStaysDeletedUnderARacingUpdate(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		update := memSnap("orgmem_1", "org_1", "user_1", 1, 20, "org:admin")
-		_, err := models.ApplyOrgChanges(ctx, db, models.MembershipChanges(models.ApplyMembership, update), models.SourceWebhook)
+		_, err := models.Apply(ctx, db, models.MembershipChanges(models.ApplyMembership, update), models.SourceWebhook)
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the update reads the live row and waits on the row lock
+	time.Sleep(300 * time.Millisecond) // the update waits on the membership's lock
 	if err := del.Commit().Error; err != nil {
 		t.Fatal(err)
 	}
@@ -56,15 +56,15 @@ func TestDeletedMembershipStaysDeletedUnderARacingUpdate(t *testing.T) {
 func TestTombstoneManyMemberships(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, db *gorm.DB) {
 		ctx := context.Background()
-		var changes []models.OrgChange
+		var changes []models.Change
 		var ids []string
 		for i := range 1200 {
 			id := fmt.Sprintf("orgmem_%04d", i)
 			m := memSnap(id, fmt.Sprintf("org_%d", i%7), fmt.Sprintf("user_%04d", i), 1, 10, "org:member")
-			changes = append(changes, models.OrgChange{Kind: models.ApplyMembership, Membership: m})
+			changes = append(changes, models.Change{Kind: models.ApplyMembership, Membership: m})
 			ids = append(ids, id)
 		}
-		if _, err := models.ApplyOrgChanges(ctx, db, changes, models.SourceBackfill); err != nil {
+		if _, err := models.Apply(ctx, db, changes, models.SourceBackfill); err != nil {
 			t.Fatal(err)
 		}
 		n, err := models.TombstoneMemberships(ctx, db, ids, models.SourceBackfill)

@@ -43,18 +43,18 @@ func withOrg(m models.MembershipSnapshot, o models.OrgSnapshot) models.Membershi
 
 // orgStep is one change (or a user deletion) and the outcomes it reports.
 type orgStep struct {
-	changes []models.OrgChange
+	changes []models.Change
 	delUser string
 	setTier [2]string // {org id, tier}: the application changes a tier itself
 	want    []models.Outcome
 }
 
 func upOrg(s models.OrgSnapshot, want models.Outcome) orgStep {
-	return orgStep{changes: []models.OrgChange{{Kind: models.ApplyOrg, Org: s}}, want: []models.Outcome{want}}
+	return orgStep{changes: []models.Change{{Kind: models.ApplyOrg, Org: s}}, want: []models.Outcome{want}}
 }
 
 func delOrg(id string, want models.Outcome) orgStep {
-	return orgStep{changes: []models.OrgChange{{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: id}}}, want: []models.Outcome{want}}
+	return orgStep{changes: []models.Change{{Kind: models.DeleteOrg, Org: models.OrgSnapshot{ID: id}}}, want: []models.Outcome{want}}
 }
 
 // upMem and delMem apply a membership event: its organization (when it
@@ -72,7 +72,7 @@ func pruneMem(user string, keep []string, before int64, want models.Outcome) org
 	for _, id := range keep {
 		k[id] = true
 	}
-	return orgStep{changes: []models.OrgChange{{Kind: models.PruneMemberships, UserID: user, Keep: k, Before: before}},
+	return orgStep{changes: []models.Change{{Kind: models.PruneMemberships, UserID: user, Keep: k, Before: before}},
 		want: []models.Outcome{want}}
 }
 
@@ -263,13 +263,13 @@ func TestOrgRules(t *testing.T) {
 func runOrgSteps(t *testing.T, db *gorm.DB, steps []orgStep, batched bool) {
 	t.Helper()
 	ctx := context.Background()
-	var pending []models.OrgChange
+	var pending []models.Change
 	var want []models.Outcome
 	flush := func() {
 		if len(pending) == 0 {
 			return
 		}
-		got, err := models.ApplyOrgChanges(ctx, db, pending, models.SourceWebhook)
+		got, err := models.Apply(ctx, db, pending, models.SourceWebhook)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,7 +348,7 @@ func TestStaleOrgWebhooksWriteNothing(t *testing.T) {
 				memSnap("orgmem_r7", "org_r7", "user_r7", 1, at, "org:member"), orgSnap("org_r7", 10))
 		}
 		for _, ev := range []models.Event{org("r1", 10), mem("r2", 10)} {
-			if res, err := models.ProcessEvent(ctx, db, ev); err != nil || res.Outcome != models.EventApplied {
+			if res, err := modelstest.ProcessEvent(ctx, db, ev); err != nil || res.Outcome != models.EventApplied {
 				t.Fatalf("%s: %+v, %v", ev.SvixID, res, err)
 			}
 		}
@@ -365,7 +365,7 @@ func TestStaleOrgWebhooksWriteNothing(t *testing.T) {
 		read(&before)
 		time.Sleep(2 * time.Millisecond) // a write now would move updated_at
 		for _, ev := range []models.Event{org("r3", 9), org("r4", 10), mem("r5", 9), mem("r6", 10)} {
-			res, err := models.ProcessEvent(ctx, db, ev)
+			res, err := modelstest.ProcessEvent(ctx, db, ev)
 			if err != nil || res.Outcome != models.EventStale {
 				t.Errorf("%s: %+v, %v; want stale", ev.SvixID, res, err)
 			}

@@ -3,192 +3,265 @@ package models
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"gorm.io/gorm"
 )
 
-// The statements of the write path (apply.go), built once as text and sent
-// in rounds (round.go) on the transaction's connection, without GORM's
-// reflection. On Postgres each takes arrays, so its text is the same for any
-// batch, and the pool's mode decides how it is sent: prepared once per
-// connection when direct, unnamed through a transaction-mode pooler (see
-// openPostgresPool). SQLite takes JSON arrays for reads and a VALUES list,
-// cached per row count, for the upsert.
+// The engine's statements (engine.go). On Postgres each takes one array per
+// list or column, so its text is the same for any batch; SQLite takes JSON
+// arrays for lists and a VALUES list, built once per row count, for writes.
 
-// On Postgres the statements run in a transaction that plans with indexes
-// and keeps its plans (planSettings, round.go).
+// lockKeysSQL takes the batch lock shared, then the key locks, in the
+// order given; lockBatchSQL takes the batch lock alone, exclusive. Both are
+// released when the transaction ends, so they hold through a pooler in
+// transaction mode.
+const (
+	lockKeysSQL = `SELECT CASE WHEN n = 1 THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END
+		FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n`
+	lockBatchSQL = `SELECT pg_advisory_xact_lock(($1::bigint[])[1])`
+)
 
-// userColumns is the order upsert rows are written in.
-const userColumns = `id, email, first_name, last_name, image_url, username, phone_number, tier,
-	clerk_updated_at, created_at, updated_at, deleted_at, sync_source, email_verified, raw_json, synced_at`
-
-// readSQL reads the chunk's own rows and the live rows holding its emails
-// (a row can come twice; reading it again changes nothing). On Postgres
-// the two lookups are a UNION ALL: two index scans, where the same lookups
-// joined by OR take a bitmap OR of the two indexes.
-var readSQL = map[Dialect]string{
-	Postgres: `SELECT id, email, clerk_updated_at, deleted_at IS NOT NULL FROM users WHERE id = ANY($1::text[])
+// readUsersSQL reads the batch's users and the live rows holding its
+// emails (a row can come twice). On Postgres the two lookups are a UNION
+// ALL: two index scans.
+var readUsersSQL = map[Dialect]string{
+	Postgres: `SELECT id, email, tier, clerk_updated_at, deleted_at IS NOT NULL FROM users WHERE id = ANY($1::text[])
 		UNION ALL
-		SELECT id, email, clerk_updated_at, false FROM users
+		SELECT id, email, tier, clerk_updated_at, false FROM users
 		WHERE email = ANY($2::text[]) AND deleted_at IS NULL AND email IS NOT NULL`,
-	SQLite: `SELECT id, email, clerk_updated_at, deleted_at IS NOT NULL FROM users
+	SQLite: `SELECT id, email, tier, clerk_updated_at, deleted_at IS NOT NULL FROM users
 		WHERE id IN (SELECT value FROM json_each(?1))
 		OR (email IN (SELECT value FROM json_each(?2)) AND deleted_at IS NULL AND email IS NOT NULL)`,
 }
 
-// releaseSQL takes the email away from live rows (rule 3), each only if its
-// clerk_updated_at is still the one read. On Postgres usersync_written
-// (migration 0003) fails the statement, and so the COMMIT sent after it,
-// unless it released every one; SQLite returns the rows it released.
-var releaseSQL = map[Dialect]string{
-	Postgres: `WITH released AS (
-			UPDATE users AS u SET email = NULL, email_verified = false, updated_at = $3
-			FROM unnest($1::text[], $2::bigint[]) AS r(id, clerk_updated_at)
-			WHERE u.id = r.id AND u.clerk_updated_at = r.clerk_updated_at AND u.deleted_at IS NULL
-			RETURNING u.id)
-		SELECT usersync_written(count(*), cardinality($1::text[]), 'released') FROM released`,
-	// One writer at a time (BEGIN IMMEDIATE): nothing changed since the read.
+// readOrgsSQL reads the batch's organizations, without raw_json, which a
+// write either replaces or clears.
+var readOrgsSQL = map[Dialect]string{
+	Postgres: `SELECT id, name, slug, image_url, created_by, tier, members_count, clerk_updated_at, deleted_at IS NOT NULL
+		FROM organizations WHERE id = ANY($1::text[])`,
+	SQLite: `SELECT id, name, slug, image_url, created_by, tier, members_count, clerk_updated_at, deleted_at IS NOT NULL
+		FROM organizations WHERE id IN (SELECT value FROM json_each(?1))`,
+}
+
+// readMembershipsSQL reads memberships by id, every membership of some
+// users (rule 10, a user's deletion, pruning), and every membership of some
+// organizations (an organization's deletion).
+var readMembershipsSQL = map[Dialect]string{
+	Postgres: `SELECT ` + memReadColumns + ` FROM organization_memberships WHERE id = ANY($1::text[])
+		UNION ALL SELECT ` + memReadColumns + ` FROM organization_memberships WHERE user_id = ANY($2::text[])
+		UNION ALL SELECT ` + memReadColumns + ` FROM organization_memberships WHERE organization_id = ANY($3::text[])`,
+	SQLite: `SELECT ` + memReadColumns + ` FROM organization_memberships
+		WHERE id IN (SELECT value FROM json_each(?1)) OR user_id IN (SELECT value FROM json_each(?2))
+		OR organization_id IN (SELECT value FROM json_each(?3))`,
+}
+
+const memReadColumns = `id, organization_id, user_id, role, clerk_created_at, clerk_updated_at, deleted_at IS NOT NULL`
+
+// releaseEmailsSQL takes the email away from live rows (rule 3) before
+// another row is given it. On Postgres a row gives up only the address it
+// was read with: one that has moved to another address since is left be.
+var releaseEmailsSQL = map[Dialect]string{
+	Postgres: `UPDATE users AS u SET email = NULL, email_verified = false, updated_at = $3
+		FROM unnest($1::text[], $2::text[]) AS r(id, email)
+		WHERE u.id = r.id AND u.email = r.email AND u.deleted_at IS NULL`,
 	SQLite: `UPDATE users SET email = NULL, email_verified = false, updated_at = ?2
-		WHERE id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NULL
-		RETURNING id`,
+		WHERE id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NULL`,
 }
 
-// upsertSet is what a written row overwrites. created_at never changes; a
-// tombstone keeps synced_at and the larger clerk_updated_at, unless the
-// row's is dated beyond the bound; tier is written only in the form for
-// snapshots that name one (rule 4). bound is the placeholder of the
-// largest clerk_updated_at that outranks the rows written (rule 11; the
-// largest bigint for a webhook).
-func upsertSet(withTier bool, greatest, bound string) string {
-	set := `email = excluded.email, first_name = excluded.first_name, last_name = excluded.last_name,
-		image_url = excluded.image_url, username = excluded.username, phone_number = excluded.phone_number,
-		email_verified = excluded.email_verified, raw_json = excluded.raw_json, deleted_at = excluded.deleted_at,
-		clerk_updated_at = CASE WHEN excluded.deleted_at IS NULL OR users.clerk_updated_at > ` + bound + `
-			THEN excluded.clerk_updated_at ELSE ` + greatest + `(users.clerk_updated_at, excluded.clerk_updated_at) END,
-		updated_at = excluded.updated_at, sync_source = excluded.sync_source,
-		synced_at = COALESCE(excluded.synced_at, users.synced_at)`
-	if withTier {
-		set += `, tier = excluded.tier`
-	}
-	// Rules 1, 5 and 7: only a newer snapshot, or a deletion, changes a
-	// live row; nothing changes a tombstone. Rule 11: a row dated beyond
-	// the bound takes any other snapshot.
-	return set + `
-		WHERE users.deleted_at IS NULL
-		AND (users.clerk_updated_at < excluded.clerk_updated_at OR excluded.deleted_at IS NOT NULL
-			OR (users.clerk_updated_at > ` + bound + ` AND users.clerk_updated_at <> excluded.clerk_updated_at))`
+// guard is the ON CONFLICT … WHERE of every upsert: only a newer snapshot,
+// or a deletion, changes a live row (rules 1 and 7); nothing changes a
+// tombstone (rule 5); a row dated beyond the bound takes any other
+// snapshot (rule 11). {bound} is the bound's placeholder.
+func guard(t string) string {
+	return ` WHERE ` + t + `.deleted_at IS NULL AND (` + t + `.clerk_updated_at < excluded.clerk_updated_at
+		OR excluded.deleted_at IS NOT NULL
+		OR (` + t + `.clerk_updated_at > {bound} AND ` + t + `.clerk_updated_at <> excluded.clerk_updated_at))`
 }
 
-// pgUpsertSQL writes rows passed as one array per column; $13 is the row
-// time, $14 the source, $15 how many rows it inserts (the others exist),
-// $16 the bound of rule 11 (upsertSet). As
-// releaseSQL, it fails unless it wrote every row, and inserted those it
-// was meant to: a row another transaction inserted after the read is a
-// lost race too, so the change that meant to create it is decided again.
-var pgUpsertSQL = [2]string{pgUpsert(false), pgUpsert(true)}
+// table is how the engine writes rows of type R.
+type table[R any] struct {
+	name    string
+	columns []column
+	values  func(r *R) []any // in columns' order
+	set     string           // DO UPDATE SET …, with guard
 
-func pgUpsert(withTier bool) string {
-	return `WITH written AS (INSERT INTO users (` + userColumns + `)
-		SELECT r.id, r.email, r.first_name, r.last_name, r.image_url, r.username, r.phone_number, r.tier,
-			r.clerk_updated_at, $13, $13, CASE WHEN r.deleted THEN $13::timestamptz END, $14,
-			r.email_verified, r.raw_json::jsonb, CASE WHEN NOT r.deleted THEN $13::timestamptz END
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::text[], $9::bigint[], $10::bool[], $11::bool[], $12::text[])
-			AS r(id, email, first_name, last_name, image_url, username, phone_number,
-			tier, clerk_updated_at, deleted, email_verified, raw_json)
-		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "GREATEST", "$16::bigint") + `
-		RETURNING (xmax = 0) AS inserted)
-		SELECT usersync_written(count(*), cardinality($1::text[]), 'written'),
-			usersync_written(count(*) FILTER (WHERE inserted), $15, 'inserted')
-		FROM written`
+	pg     string // the Postgres statement, built once
+	pgOnce sync.Once
+	sqlite sync.Map // row count → the SQLite statement
 }
 
-// sqliteUpsertSQL is the SQLite upsert for n rows (the VALUES list grows
-// with n), built once per row count. The bound of rule 11 follows the
-// rows' parameters, twice (upsertSet names it twice).
-func sqliteUpsertSQL(n int, withTier bool) string {
-	key := [2]int{n, 0}
-	if withTier {
-		key[1] = 1
+// column is a written column and its Postgres type.
+type column struct{ name, pgType string }
+
+func cols(spec string) []column {
+	var out []column
+	for _, f := range strings.Split(spec, ",") {
+		name, typ, _ := strings.Cut(strings.TrimSpace(f), " ")
+		out = append(out, column{name, typ})
 	}
-	if s, ok := sqliteUpserts.Load(key); ok {
-		return s.(string)
-	}
-	row := "(" + strings.Repeat("?, ", 15) + "?)"
-	s := `INSERT INTO users (` + userColumns + `) VALUES ` + strings.Repeat(row+", ", n-1) + row + `
-		ON CONFLICT (id) DO UPDATE SET ` + upsertSet(withTier, "max", "?") + `
-		RETURNING id`
-	sqliteUpserts.Store(key, s)
-	return s
+	return out
 }
 
-var sqliteUpserts sync.Map // [2]int{rows, withTier} → SQL
-
-// lockingReadSQL is readSQL taking row locks, in id order so that two
-// transactions lock shared rows in the same order (Postgres; a SQLite
-// transaction holds the write lock from its start).
-var lockingReadSQL = `SELECT id, email, clerk_updated_at, deleted_at IS NOT NULL FROM users
-	WHERE id = ANY($1::text[]) OR (email = ANY($2::text[]) AND deleted_at IS NULL AND email IS NOT NULL)
-	ORDER BY id FOR UPDATE`
-
-// readUsers adds to r the read of the state a chunk of changes starts
-// from, and returns that state, filled once r is sent.
-func readUsers(r *round, dialect Dialect, changes []Change, lock bool) *state {
-	ids, emails := readKeys(changes)
-	query := readSQL[dialect]
-	if lock && dialect == Postgres {
-		query = lockingReadSQL
+// updateAll is the SET list that overwrites every column but id and
+// created_at, and the guard.
+func updateAll(t string, columns []column, except ...string) string {
+	var set []string
+	for _, c := range columns {
+		if c.name == "id" || c.name == "created_at" || slices.Contains(except, c.name) {
+			continue
+		}
+		set = append(set, c.name+" = excluded."+c.name)
 	}
-	st := newState(len(changes))
-	r.add(statement{
-		name: fmt.Sprintf("read %d users", len(ids)), sql: query,
-		args: []any{listArg(dialect, ids), listArg(dialect, emails)},
-		read: eachRow(func(rs rows) error {
-			var id string
-			var email *string
-			var updatedAt int64
-			var deleted bool
-			if err := rs.Scan(&id, &email, &updatedAt, &deleted); err != nil {
-				return err
+	return strings.Join(set, ", ")
+}
+
+var usersTable = newTable("users",
+	cols(`id text, email text, first_name text, last_name text, image_url text, username text,
+		phone_number text, tier text, clerk_updated_at bigint, created_at timestamptz, updated_at timestamptz,
+		deleted_at timestamptz, sync_source text, email_verified boolean, raw_json jsonb, synced_at timestamptz`),
+	func(u *User) []any {
+		return []any{u.ID, u.Email, u.FirstName, u.LastName, u.ImageURL, u.Username, u.PhoneNumber, u.Tier,
+			u.ClerkUpdatedAt, u.CreatedAt, u.UpdatedAt, u.DeletedAt, string(u.SyncSource), u.EmailVerified,
+			u.RawJSON, u.SyncedAt}
+	},
+	// A tombstone keeps the time the row was last confirmed (synced_at).
+	", synced_at = COALESCE(excluded.synced_at, users.synced_at)", "synced_at")
+
+var orgsTable = newTable("organizations",
+	cols(`id text, name text, slug text, image_url text, created_by text, tier text, members_count bigint,
+		clerk_updated_at bigint, created_at timestamptz, updated_at timestamptz, deleted_at timestamptz,
+		sync_source text, raw_json jsonb`),
+	func(o *Organization) []any {
+		return []any{o.ID, o.Name, o.Slug, o.ImageURL, o.CreatedBy, o.Tier, o.MembersCount, o.ClerkUpdatedAt,
+			o.CreatedAt, o.UpdatedAt, o.DeletedAt, string(o.SyncSource), o.RawJSON}
+	}, "")
+
+var membershipsTable = newTable("organization_memberships",
+	cols(`id text, organization_id text, user_id text, role text, clerk_created_at bigint,
+		clerk_updated_at bigint, created_at timestamptz, updated_at timestamptz, deleted_at timestamptz,
+		sync_source text, raw_json jsonb`),
+	func(m *Membership) []any {
+		return []any{m.ID, m.OrganizationID, m.UserID, m.Role, m.ClerkCreatedAt, m.ClerkUpdatedAt, m.CreatedAt,
+			m.UpdatedAt, m.DeletedAt, string(m.SyncSource), m.RawJSON}
+	}, "")
+
+// newTable builds a table's SET list: every column but id and created_at,
+// except those extra sets itself.
+func newTable[R any](name string, columns []column, values func(*R) []any, extra string, except ...string) *table[R] {
+	return &table[R]{name: name, columns: columns, values: values,
+		set: updateAll(name, columns, except...) + extra + guard(name)}
+}
+
+func (t *table[R]) columnList() string {
+	names := make([]string, len(t.columns))
+	for i, c := range t.columns {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// statement is the upsert of rows and its arguments.
+func (t *table[R]) statement(d Dialect, rows []*R, bound int64) (string, []any) {
+	if d == Postgres {
+		return t.pgStatement(), append(t.pgArrays(rows), bound)
+	}
+	n := len(rows)
+	query, ok := t.sqlite.Load(n)
+	if !ok {
+		row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(t.columns)), ", ") + ")"
+		bound := "?" + strconv.Itoa(n*len(t.columns)+1)
+		query = `INSERT INTO ` + t.name + ` (` + t.columnList() + `) VALUES ` +
+			strings.TrimSuffix(strings.Repeat(row+", ", n), ", ") +
+			` ON CONFLICT (id) DO UPDATE SET ` + strings.ReplaceAll(t.set, "{bound}", bound)
+		t.sqlite.Store(n, query)
+	}
+	args := make([]any, 0, n*len(t.columns)+1)
+	for _, r := range rows {
+		args = append(args, t.values(r)...)
+	}
+	return query.(string), append(args, bound)
+}
+
+// pgStatement inserts the rows given as one array per column.
+func (t *table[R]) pgStatement() string {
+	t.pgOnce.Do(func() {
+		var arrays, selects []string
+		for i, c := range t.columns {
+			typ, sel := c.pgType, "r."+c.name
+			if typ == "jsonb" {
+				typ, sel = "text", sel+"::jsonb"
 			}
-			st.add(id, email, updatedAt, deleted)
-			return nil
-		}),
+			arrays = append(arrays, fmt.Sprintf("$%d::%s[]", i+1, typ))
+			selects = append(selects, sel)
+		}
+		bound := fmt.Sprintf("$%d::bigint", len(t.columns)+1)
+		t.pg = `INSERT INTO ` + t.name + ` (` + t.columnList() + `)
+			SELECT ` + strings.Join(selects, ", ") + `
+			FROM unnest(` + strings.Join(arrays, ", ") + `) AS r(` + t.columnList() + `)
+			ON CONFLICT (id) DO UPDATE SET ` + strings.ReplaceAll(t.set, "{bound}", bound)
 	})
-	return st
+	return t.pg
 }
 
-// readKeys are the ids and emails readSQL looks up for changes.
-func readKeys(changes []Change) (ids, emails []string) {
-	ids = make([]string, 0, len(changes))
-	emails = make([]string, 0, len(changes))
-	for _, c := range changes {
-		ids = append(ids, c.Snapshot.ID)
-		if c.Delete {
-			continue // a deletion holds no email
-		}
-		if e := c.Snapshot.normalized().Email; e != nil {
-			emails = append(emails, *e)
+// pgArrays turns rows into one typed array per column, as pgx sends them.
+func (t *table[R]) pgArrays(rows []*R) []any {
+	values := make([][]any, len(rows))
+	for i, r := range rows {
+		values[i] = t.values(r)
+	}
+	arrays := make([]any, len(t.columns))
+	for j, c := range t.columns {
+		switch c.pgType {
+		case "text", "jsonb":
+			a := make([]*string, len(rows))
+			for i := range rows {
+				a[i] = textValue(values[i][j])
+			}
+			arrays[j] = a
+		case "bigint":
+			a := make([]*int64, len(rows))
+			for i := range rows {
+				switch v := values[i][j].(type) {
+				case int64:
+					a[i] = &v
+				case *int64:
+					a[i] = v
+				}
+			}
+			arrays[j] = a
+		case "boolean":
+			a := make([]bool, len(rows))
+			for i := range rows {
+				a[i] = values[i][j].(bool)
+			}
+			arrays[j] = a
+		case "timestamptz":
+			a := make([]*time.Time, len(rows))
+			for i := range rows {
+				switch v := values[i][j].(type) {
+				case time.Time:
+					a[i] = &v
+				case *time.Time:
+					a[i] = v
+				}
+			}
+			arrays[j] = a
 		}
 	}
-	return ids, emails
+	return arrays
 }
 
-func newState(n int) *state {
-	return &state{users: make(map[string]*userState, n), holders: make(map[string]string, n)}
-}
-
-// add puts a row as read into the state.
-func (st *state) add(id string, email *string, updatedAt int64, deleted bool) {
-	u := st.user(id)
-	u.exists, u.inDB, u.deleted, u.updatedAt, u.dbUpdatedAt = true, true, deleted, updatedAt, updatedAt
-	if !deleted {
-		u.dbEmail = email
-		st.setEmail(u, email)
+func textValue(v any) *string {
+	switch v := v.(type) {
+	case string:
+		return &v
+	case *string:
+		return v
 	}
+	return nil
 }
 
 // listArg passes a list of strings: an array on Postgres, JSON on SQLite.
@@ -198,111 +271,4 @@ func listArg(d Dialect, list []string) any {
 	}
 	b, _ := json.Marshal(list) // a []string always encodes
 	return string(b)
-}
-
-// releaseEmails adds to r the release of the emails users give up; the
-// round fails with errRaced if a row changed after the read.
-func releaseEmails(r *round, dialect Dialect, users []*userState, at time.Time) {
-	if len(users) == 0 {
-		return
-	}
-	ids := make([]string, len(users))
-	versions := make([]int64, len(users))
-	for i, u := range users {
-		ids[i], versions[i] = u.id, u.dbUpdatedAt
-	}
-	args := []any{ids, versions, at}
-	if dialect == SQLite {
-		args = []any{listArg(dialect, ids), at}
-	}
-	r.add(statement{
-		name: fmt.Sprintf("release %d emails", len(users)), sql: releaseSQL[dialect], args: args,
-		read: checkWritten(dialect, len(ids)),
-	})
-}
-
-// checkWritten is the read function of a write that must change want rows,
-// else the transaction lost a race and runs again. A Postgres write checks
-// itself (usersync_written); SQLite, one writer at a time, returns a row per
-// row written.
-func checkWritten(dialect Dialect, want int) func(rows) error {
-	if dialect == Postgres {
-		return nil
-	}
-	return func(rs rows) error {
-		n := 0
-		for rs.Next() {
-			n++
-		}
-		if n != want {
-			return errRaced
-		}
-		return rs.Err()
-	}
-}
-
-// upsertUsers adds to r the write of the decided rows; the round fails
-// with errRaced unless each was written as decided (a row another
-// transaction changed after the read is not, and the transaction then runs
-// again to see it).
-func upsertUsers(r *round, dialect Dialect, group []*userState, withTier bool, bound int64) {
-	if len(group) == 0 {
-		return
-	}
-	sql, args := pgUpsertSQL[0], pgUpsertArgs(group, bound)
-	if withTier {
-		sql = pgUpsertSQL[1]
-	}
-	if dialect == SQLite {
-		sql, args = sqliteUpsertSQL(len(group), withTier), sqliteUpsertArgs(group, bound)
-	}
-	r.add(statement{
-		name: fmt.Sprintf("upsert %d users", len(group)), sql: sql, args: args,
-		read: checkWritten(dialect, len(group)),
-	})
-}
-
-func pgUpsertArgs(group []*userState, bound int64) []any {
-	n := len(group)
-	ids, tiers := make([]string, n), make([]string, n)
-	var text [6][]*string // email, first_name, last_name, image_url, username, phone_number
-	for i := range text {
-		text[i] = make([]*string, n)
-	}
-	raw := make([]*string, n)
-	versions := make([]int64, n)
-	deleted, verified := make([]bool, n), make([]bool, n)
-	inserts := 0
-	for i, u := range group {
-		if !u.inDB {
-			inserts++
-		}
-		r := u.row
-		ids[i], tiers[i], versions[i] = r.ID, r.Tier, r.ClerkUpdatedAt
-		text[0][i], text[1][i], text[2][i] = r.Email, r.FirstName, r.LastName
-		text[3][i], text[4][i], text[5][i] = r.ImageURL, r.Username, r.PhoneNumber
-		deleted[i], verified[i], raw[i] = r.DeletedAt != nil, r.EmailVerified, r.RawJSON
-	}
-	return []any{ids, text[0], text[1], text[2], text[3], text[4], text[5], tiers, versions, deleted, verified,
-		raw, group[0].row.UpdatedAt, string(group[0].row.SyncSource), inserts, bound}
-}
-
-func sqliteUpsertArgs(group []*userState, bound int64) []any {
-	args := make([]any, 0, 16*len(group)+2)
-	for _, u := range group {
-		r := u.row
-		args = append(args, r.ID, r.Email, r.FirstName, r.LastName, r.ImageURL, r.Username, r.PhoneNumber, r.Tier,
-			r.ClerkUpdatedAt, r.CreatedAt, r.UpdatedAt, r.DeletedAt, string(r.SyncSource), r.EmailVerified, r.RawJSON,
-			r.SyncedAt)
-	}
-	return append(args, bound, bound)
-}
-
-// translate maps a driver error to GORM's (gorm.ErrDuplicatedKey, ...), as
-// GORM does for statements it runs itself, so inTx sees a lost race.
-func translate(tx *gorm.DB, err error) error {
-	if t, ok := tx.Dialector.(gorm.ErrorTranslator); ok {
-		return t.Translate(err)
-	}
-	return err
 }

@@ -27,7 +27,7 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 	}
 	for _, path := range []string{fresh, widened} {
 		db := modelstest.Open(t, models.SQLite, path)
-		if _, err := models.ApplySnapshots(context.Background(), db, []models.Snapshot{snap("user_1", 1)}, models.SourceBackfill); err != nil {
+		if _, err := models.ApplySnapshot(context.Background(), db, snap("user_1", 1), models.SourceBackfill); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range []string{path, path + "-wal", path + "-shm"} {

@@ -203,7 +203,7 @@ func runRuleCase(t *testing.T, steps []step, want []rowView, batched bool) {
 func runStep(ctx context.Context, db *gorm.DB, st step, batched bool) (models.Outcome, error) {
 	switch {
 	case st.apply != nil && batched:
-		out, err := models.ApplySnapshots(ctx, db, []models.Snapshot{*st.apply}, models.SourceWebhook)
+		out, err := models.Apply(ctx, db, modelstest.UserChanges([]models.Snapshot{*st.apply}), models.SourceWebhook)
 		if err != nil {
 			return "", err
 		}
@@ -242,7 +242,7 @@ func TestTombstoneClearsPersonalData(t *testing.T) {
 		if _, err := models.Tombstone(ctx, db, "user_a", models.SourceWebhook); err != nil {
 			t.Fatal(err)
 		}
-		u, err := models.FindUser(ctx, db, "user_a")
+		u, err := modelstest.FindUser(ctx, db, "user_a")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +267,7 @@ func TestNotNewerWritesNothing(t *testing.T) {
 		if _, err := models.ApplySnapshot(ctx, db, s, models.SourceWebhook); err != nil {
 			t.Fatal(err)
 		}
-		before, err := models.FindUser(ctx, db, "user_a")
+		before, err := modelstest.FindUser(ctx, db, "user_a")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestNotNewerWritesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		after, err := models.FindUser(ctx, db, "user_a")
+		after, err := modelstest.FindUser(ctx, db, "user_a")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -320,11 +320,11 @@ func TestFindProfileMatchesFindUser(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, id := range []string{"user_a", "user_b"} {
-			full, err := models.FindUser(ctx, db, id)
+			full, err := modelstest.FindUser(ctx, db, id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			profile, err := models.FindProfile(ctx, db, id)
+			profile, err := modelstest.FindProfile(ctx, db, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -333,7 +333,7 @@ func TestFindProfileMatchesFindUser(t *testing.T) {
 				t.Errorf("%s (-FindUser +FindProfile):\n%s", id, diff)
 			}
 		}
-		if _, err := models.FindProfile(ctx, db, "nobody"); err != models.ErrNotFound {
+		if _, err := modelstest.FindProfile(ctx, db, "nobody"); err != models.ErrNotFound {
 			t.Errorf("unknown id: err = %v, want ErrNotFound", err)
 		}
 		// FindProfiles reads the same rows at once, with their (here no)
@@ -346,7 +346,7 @@ func TestFindProfileMatchesFindUser(t *testing.T) {
 			t.Fatalf("FindProfiles found %d rows, want 2", len(many))
 		}
 		for _, id := range []string{"user_a", "user_b"} {
-			one, err := models.FindProfile(ctx, db, id)
+			one, err := modelstest.FindProfile(ctx, db, id)
 			if err != nil {
 				t.Fatal(err)
 			}

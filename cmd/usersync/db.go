@@ -54,7 +54,7 @@ func migrateSchema(ctx context.Context, cfg config.Config, log *slog.Logger) err
 }
 
 func connect(ctx context.Context, d config.Database, dsn string, log *slog.Logger) (*gorm.DB, error) {
-	return models.OpenWith(ctx, d.Dialect, dsn, models.Options{MaxConns: d.MaxConns, Log: log})
+	return models.Open(ctx, d.Dialect, dsn, models.Options{MaxConns: d.MaxConns, Log: log})
 }
 
 // makeSQLiteDir creates the directory of the SQLite file, if it is one.

@@ -133,7 +133,7 @@ func TestServeAndWebhookSend(t *testing.T) {
 			}
 
 			db := modelstest.Open(t, d, dsn)
-			u, err := models.FindUser(context.Background(), db, sampleUserID)
+			u, err := modelstest.FindUser(context.Background(), db, sampleUserID)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync/models"
+	"github.com/usersync/usersync/models/modelstest"
 )
 
 // Memory bound of the issue: 256 senders each announcing a 1 MiB webhook,
@@ -88,12 +89,12 @@ func TestStalledDeliveriesStayWithinMemory(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("genuine delivery after the stall answered %d\n%s", code, stderr.String())
 	}
-	db, err := models.Open(context.Background(), models.SQLite, filepath.Join(dir, "usersync.db"))
+	db, err := models.Open(context.Background(), models.SQLite, filepath.Join(dir, "usersync.db"), models.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer models.Close(db)
-	if u, err := models.FindUser(context.Background(), db, "user_genuine"); err != nil || u.ClerkUpdatedAt != 7 {
+	if u, err := modelstest.FindUser(context.Background(), db, "user_genuine"); err != nil || u.ClerkUpdatedAt != 7 {
 		t.Fatalf("user_genuine = %+v, %v; want the genuine delivery applied", u, err)
 	}
 }

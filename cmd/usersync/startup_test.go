@@ -83,7 +83,7 @@ func TestServeWaitsForDatabase(t *testing.T) {
 		t.Fatalf("webhook once ready = %d %q, want 200 applied", status, body)
 	}
 	db := modelstest.Open(t, models.Postgres, direct)
-	if _, err := models.FindUser(context.Background(), db, "user_ready"); err != nil {
+	if _, err := modelstest.FindUser(context.Background(), db, "user_ready"); err != nil {
 		t.Fatalf("the webhook's user is not in the table: %v", err)
 	}
 	var waiting int64

@@ -76,7 +76,7 @@ func New(t testing.TB, dialect models.Dialect) *gorm.DB {
 // Open opens and migrates the database at dsn, closing it when the test ends.
 func Open(t testing.TB, dialect models.Dialect, dsn string) *gorm.DB {
 	t.Helper()
-	db, err := models.Open(context.Background(), dialect, dsn)
+	db, err := models.Open(context.Background(), dialect, dsn, models.Options{})
 	if err != nil {
 		t.Fatalf("open %s test database: %v", dialect, err)
 	}
@@ -159,7 +159,7 @@ func newPostgresDatabase(t testing.TB) string {
 	t.Helper()
 	base := PostgresURL(t)
 	adminOnce.Do(func() {
-		admin, adminErr = models.Open(context.Background(), models.Postgres, base)
+		admin, adminErr = models.Open(context.Background(), models.Postgres, base, models.Options{})
 	})
 	if adminErr != nil {
 		t.Fatalf("TEST_DATABASE_URL does not answer: %v", adminErr)
