@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -153,13 +154,20 @@ var recordSQL = map[Dialect]string{
 func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]int, error) {
 	var fresh []int // the batch's events, a repeated svix id only at its first
 	seen := make(map[string]bool, len(evs))
+	for i, ev := range evs {
+		if !seen[ev.SvixID] {
+			seen[ev.SvixID] = true
+			fresh = append(fresh, i)
+		}
+	}
+	// Inserted in svix id order: two batches holding the same messages in
+	// other orders then wait for each other instead of deadlocking.
+	byID := slices.Clone(fresh)
+	slices.SortFunc(byID, func(a, b int) int { return strings.Compare(evs[a].SvixID, evs[b].SvixID) })
 	var ids, types, outcomes []string
 	var users []*string
-	for i, ev := range evs {
-		if seen[ev.SvixID] {
-			continue
-		}
-		seen[ev.SvixID] = true
+	for _, i := range byID {
+		ev := evs[i]
 		var userID *string
 		if ev.UserID != "" {
 			userID = &ev.UserID
@@ -170,7 +178,6 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]
 		}
 		ids, types, users, outcomes = append(ids, ev.SvixID), append(types, ev.Type), append(users, userID),
 			append(outcomes, string(outcome))
-		fresh = append(fresh, i)
 	}
 	dialect := DialectOf(tx)
 	args := []any{ids, types, users, outcomes, at}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -161,18 +162,44 @@ func model(events []models.Event) tables {
 // to what the model fixes.
 func readTables(t *testing.T, db *gorm.DB, ns string) tables {
 	t.Helper()
-	got := tables{Orgs: map[string]orgView{}, Mems: map[string]memView{}, Users: map[string]bool{}}
-	mine := func() *gorm.DB { return db.Where("id LIKE ?", "%"+ns) }
-	for _, o := range orgTable(t, mine()) {
-		got.Orgs[o.ID] = project(o)
-	}
-	for _, m := range memTable(t, mine()) {
-		got.Mems[m.ID] = projectMem(m)
-	}
-	for _, u := range tableView(t, mine()) {
-		got.Users[u.ID] = u.Deleted
+	got, err := loadTables(db, ns)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return got
+}
+
+// loadTables reads the rows of namespace ns; it returns errors rather than
+// failing the test, so worker goroutines can call it.
+func loadTables(db *gorm.DB, ns string) (tables, error) {
+	got := tables{Orgs: map[string]orgView{}, Mems: map[string]memView{}, Users: map[string]bool{}}
+	mine := func() *gorm.DB { return db.Where("id LIKE ?", "%"+ns).Order("id") }
+	var orgs []models.Organization
+	var mems []models.Membership
+	var users []models.User
+	if err := mine().Find(&orgs).Error; err != nil {
+		return got, err
+	}
+	if err := mine().Find(&mems).Error; err != nil {
+		return got, err
+	}
+	if err := mine().Find(&users).Error; err != nil {
+		return got, err
+	}
+	for _, o := range orgs {
+		v, err := orgViewOf(o)
+		if err != nil {
+			return got, err
+		}
+		got.Orgs[o.ID] = project(v)
+	}
+	for _, m := range mems {
+		got.Mems[m.ID] = projectMem(memViewOf(m))
+	}
+	for _, u := range users {
+		got.Users[u.ID] = u.Deleted()
+	}
+	return got, nil
 }
 
 func permutations(n int) [][]int {
@@ -201,26 +228,30 @@ func TestOrgEventPermutations(t *testing.T) {
 				if testing.Short() {
 					perms = perms[:60]
 				}
-				jobs := make(chan int)
+				// Four workers; only this goroutine reports, so a failure
+				// ends the test instead of blocking the workers' feed.
+				failures := make([]error, len(perms))
+				var next atomic.Int64
 				var wg sync.WaitGroup
 				for range 4 {
 					wg.Go(func() {
-						for p := range jobs {
-							runPermutation(t, db, set, perms[p], p)
+						for p := int(next.Add(1) - 1); p < len(perms); p = int(next.Add(1) - 1) {
+							failures[p] = runPermutation(db, set, perms[p], p)
 						}
 					})
 				}
-				for p := range perms {
-					jobs <- p
-				}
-				close(jobs)
 				wg.Wait()
+				for _, err := range failures {
+					if err != nil {
+						t.Error(err)
+					}
+				}
 			})
 		})
 	}
 }
 
-func runPermutation(t *testing.T, db *gorm.DB, set func(string) []models.Event, order []int, p int) {
+func runPermutation(db *gorm.DB, set func(string) []models.Event, order []int, p int) error {
 	ns := fmt.Sprintf("_p%d", p)
 	events := set(ns)
 	ordered := make([]models.Event, len(order))
@@ -230,20 +261,23 @@ func runPermutation(t *testing.T, db *gorm.DB, set func(string) []models.Event, 
 	ctx := context.Background()
 	if p%2 == 1 {
 		if _, err := models.ProcessEvents(ctx, db, ordered); err != nil {
-			t.Errorf("order %v: %v", order, err)
-			return
+			return fmt.Errorf("order %v: %w", order, err)
 		}
 	} else {
 		for _, ev := range ordered {
 			if _, err := modelstest.ProcessEvent(ctx, db, ev); err != nil {
-				t.Errorf("order %v: %s: %v", order, ev.SvixID, err)
-				return
+				return fmt.Errorf("order %v: %s: %w", order, ev.SvixID, err)
 			}
 		}
 	}
-	if diff := cmp.Diff(model(events), readTables(t, db, ns)); diff != "" {
-		t.Errorf("order %v (-model +tables):\n%s", order, diff)
+	got, err := loadTables(db, ns)
+	if err != nil {
+		return fmt.Errorf("order %v: %w", order, err)
 	}
+	if diff := cmp.Diff(model(events), got); diff != "" {
+		return fmt.Errorf("order %v (-model +tables):\n%s", order, diff)
+	}
+	return nil
 }
 
 // A shuffled stream of every set, each event delivered three times, sent
