@@ -230,3 +230,14 @@ func Close(db *gorm.DB) error {
 	}
 	return sqlDB.Close()
 }
+
+// Analyze refreshes the planner's statistics of the synced tables, after an
+// import changed their size. On Postgres a role that does not own them is
+// skipped with a warning, not refused.
+func Analyze(ctx context.Context, db *gorm.DB) error {
+	query := "ANALYZE users, organizations, organization_memberships"
+	if DialectOf(db) == SQLite {
+		query = "ANALYZE"
+	}
+	return db.WithContext(ctx).Exec(query).Error
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 	"gorm.io/gorm"
@@ -41,8 +43,16 @@ func Migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if pending, err := provider.HasPending(ctx); err == nil && !pending {
+	pending, err := provider.HasPending(ctx)
+	if err == nil && !pending {
 		return nil
+	}
+	if denied(err) {
+		var role string
+		db.WithContext(ctx).Raw("SELECT current_user").Scan(&role)
+		return fmt.Errorf("role %q may not read goose_db_version, the migration log serve reads at start: "+
+			"as the tables' owner, run GRANT SELECT ON goose_db_version TO %s; (or run usersync migrate as the owner)",
+			role, role)
 	}
 	results, err := provider.Up(ctx)
 	if err != nil {
@@ -190,4 +200,10 @@ func forDialect(name string, dialect Dialect) bool {
 		return dialect == SQLite
 	}
 	return true
+}
+
+// denied reports whether Postgres refused a statement for lack of a grant.
+func denied(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42501" // insufficient_privilege
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
@@ -229,5 +231,40 @@ func TestDocumentedGrantsMatchTheCheck(t *testing.T) {
 		if !strings.Contains(string(doc), line) {
 			t.Errorf("docs/hosted-postgres.md lacks %q", line)
 		}
+	}
+}
+
+// A role that may use the tables but not read the migration log is told
+// the grant it lacks when serve migrates at start, not given goose's error.
+func TestMigrateNamesTheMigrationLogGrant(t *testing.T) {
+	dsn := modelstest.NewDSN(t, models.Postgres)
+	owner := modelstest.Open(t, models.Postgres, dsn)
+	role := "usersync_nolog_" + fmt.Sprint(time.Now().UnixNano()%1e9)
+	for _, stmt := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"GRANT SELECT, INSERT, UPDATE ON users, organizations, organization_memberships TO " + role,
+	} {
+		if err := owner.Exec(stmt).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		owner.Exec("DROP OWNED BY " + role)
+		owner.Exec("DROP ROLE IF EXISTS " + role)
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	db, err := models.Open(context.Background(), models.Postgres, u.String(), models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close(db)
+	err = models.Migrate(context.Background(), db, slog.New(slog.DiscardHandler))
+	want := fmt.Sprintf("GRANT SELECT ON goose_db_version TO %s;", role)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Migrate as a role without SELECT on goose_db_version: %v, want it to contain %q", err, want)
 	}
 }

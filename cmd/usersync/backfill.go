@@ -108,6 +108,13 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		sum, err = backfill.Run(ctx, db, client, opts)
 	}
 	printSummary(stdout, sum, *dryRun)
+	if created := sum.Created + sum.Organizations.Created + sum.Memberships.Created; created >= analyzeAfter && !*dryRun {
+		// Fresh statistics, so the planner sees the tables' new size now
+		// rather than when autovacuum next gets to them.
+		if aerr := models.Analyze(ctx, db); aerr != nil {
+			log.Warn("could not analyze the tables after the import", "err", aerr)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -123,6 +130,10 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	}
 	return nil
 }
+
+// analyzeAfter is how many rows a backfill must create before it refreshes
+// the tables' planner statistics.
+const analyzeAfter = 1000
 
 // guardInstance checks that CLERK_SECRET_KEY belongs to the Clerk instance
 // the database mirrors before anything is listed or written (contract

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -164,5 +165,38 @@ func TestMaxConnsSetsThePool(t *testing.T) {
 	sqlDB, _ := db.DB()
 	if n := sqlDB.Stats().MaxOpenConnections; n != 3 {
 		t.Errorf("MaxOpenConnections = %d, want 3", n)
+	}
+}
+
+// A backfill that imports at least analyzeAfter rows refreshes the
+// planner's statistics; a smaller one leaves them to autovacuum.
+func TestBackfillAnalyzesAnImport(t *testing.T) {
+	dsn := modelstest.NewDSN(t, models.Postgres)
+	fake := clerktest.New(t)
+	env := envOf(map[string]string{"DATABASE_URL": dsn, "CLERK_SECRET_KEY": clerktest.SecretKey,
+		"CLERK_API_URL": fake.URL, "LOG_LEVEL": "warn"})
+	db := modelstest.Open(t, models.Postgres, dsn)
+	analyzed := func() bool {
+		var n int
+		db.Raw(`SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'users' AND last_analyze IS NOT NULL`).Scan(&n)
+		return n == 1
+	}
+	for i, users := range []int{analyzeAfter - 1, analyzeAfter} {
+		for j := range users {
+			id := fmt.Sprintf("user_%d_%d", i, j)
+			fake.PutUser(clerktest.User(id, 10, id+"@example.com", nil))
+		}
+		if err := run(context.Background(), []string{"backfill"}, env, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
+		// pg_stat_user_tables is updated by the statistics collector: give it a moment.
+		want := i == 1
+		deadline := time.Now().Add(5 * time.Second)
+		for analyzed() != want && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if got := analyzed(); got != want {
+			t.Fatalf("after importing %d users: analyzed %v, want %v", users, got, want)
+		}
 	}
 }
