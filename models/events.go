@@ -201,14 +201,12 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]
 		return nil, fmt.Errorf("record %d events: %w", len(ids), err)
 	}
 	var todo []int
+	for i := range res {
+		res[i] = EventResult{Outcome: EventDuplicate}
+	}
 	for _, i := range fresh {
 		if isNew[evs[i].SvixID] {
-			todo = append(todo, i)
-		}
-	}
-	for i := range evs {
-		if !slices.Contains(todo, i) {
-			res[i] = EventResult{Outcome: EventDuplicate}
+			todo, res[i] = append(todo, i), EventResult{}
 		}
 	}
 	return todo, nil

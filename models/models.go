@@ -1,6 +1,6 @@
-// Package models owns the users table: opening the database, the schema
-// migrations, and the one upsert through which every path (webhook, login,
-// backfill) applies a Clerk user snapshot.
+// Package models owns the database: opening it, the schema migrations, and
+// the one engine (engine.go, rules.go) through which every path (webhook,
+// login, backfill, reconcile) writes users, organizations and memberships.
 package models
 
 import (
@@ -54,7 +54,7 @@ const (
 // Outcome is what applying a snapshot or a deletion did to the users table.
 type Outcome string
 
-// Outcomes of ApplySnapshot and Tombstone.
+// What a change did to its row.
 const (
 	Created   Outcome = "created"   // no row existed; one was inserted
 	Updated   Outcome = "updated"   // the snapshot was newer and replaced the row
