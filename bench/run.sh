@@ -28,7 +28,7 @@ trap 'kill $svc 2>/dev/null || true; rm -rf "$work"' EXIT
 
 psql "$PGURL" -qc "DROP DATABASE IF EXISTS usersync_bench WITH (FORCE)" -c "CREATE DATABASE usersync_bench" >/dev/null
 go build ${PPROF:+-tags pprof} -o "$work/usersync" ./cmd/usersync
-go build -o "$work/loadgen" ./cmd/loadgen
+go build -o "$work/loadgen" ./bench/loadgen
 go build -o "$work/ingester" ./bench/ingester
 DATABASE_URL="$DBURL" LOG_LEVEL=warn "$work/usersync" migrate
 psql "$DBURL" -q -f bench/pgbench_setup.sql
@@ -106,8 +106,10 @@ health=$("$work/loadgen" get -url "http://127.0.0.1:$PORT/healthz" -c "$C" -d "$
 echo "$health"
 
 echo "== login syncs answered fresh: c=$C, ${D}s (after a warm-up that creates the users)"
-"$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk-addr "$CLERK_ADDR" -users 500 -c 8 -d 3s -json >/dev/null
-login=$("$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk-addr "$CLERK_ADDR" -users 500 -c "$C" -d "${D}s" -json)
+# One key file for both runs: the service caches the fake Clerk's JWKS from the first.
+logins() { "$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk-addr "$CLERK_ADDR" -key "$work/clerk-key.pem" -users 500 "$@" -json; }
+logins -c 8 -d 3s >/dev/null
+login=$(logins -c "$C" -d "${D}s")
 echo "$login"
 stop
 
