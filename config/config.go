@@ -38,14 +38,6 @@ const (
 	MinWebhookEventsRetention = 48 * time.Hour
 )
 
-// Variables are every environment variable Load reads.
-var Variables = []string{
-	"DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_MAX_CONNS", "PORT", "CLERK_SECRET_KEY", "CLERK_API_URL", "CLERK_JWT_KEY",
-	"CLERK_AUTHORIZED_PARTIES", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_WEBHOOK_SECRET",
-	"SYNC_FRESHNESS", "SYNC_RATE_LIMIT", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
-	"WEBHOOK_EVENTS_RETENTION", "SYNC_RECONCILE_INTERVAL", "SYNC_FULL_RECONCILE_INTERVAL", "CLERK_API_RATE",
-}
-
 // Config is the whole configuration of one usersync process.
 type Config struct {
 	Database Database

@@ -262,26 +262,34 @@ func TestSecretNeverInError(t *testing.T) {
 	}
 }
 
+// variables are every environment variable Load reads.
+var variables = []string{
+	"DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_MAX_CONNS", "PORT", "CLERK_SECRET_KEY", "CLERK_API_URL", "CLERK_JWT_KEY",
+	"CLERK_AUTHORIZED_PARTIES", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_WEBHOOK_SECRET",
+	"SYNC_FRESHNESS", "SYNC_RATE_LIMIT", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
+	"WEBHOOK_EVENTS_RETENTION", "SYNC_RECONCILE_INTERVAL", "SYNC_FULL_RECONCILE_INTERVAL", "CLERK_API_RATE",
+}
+
 // Load reads exactly the listed variables, and the operator's files name
 // every one of them.
 func TestVariablesAreDocumented(t *testing.T) {
 	read := map[string]bool{}
 	config.Load(func(k string) string { read[k] = true; return "" })
-	for _, v := range config.Variables {
+	for _, v := range variables {
 		if !read[v] {
 			t.Errorf("%s is listed but Load does not read it", v)
 		}
 		delete(read, v)
 	}
 	for v := range read {
-		t.Errorf("Load reads %s, which config.Variables does not list", v)
+		t.Errorf("Load reads %s, which the test's variables list does not name", v)
 	}
 	for _, file := range []string{"../.env.example", "../README.md", "../docker-compose.yml"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range config.Variables {
+		for _, v := range variables {
 			if v == "CLERK_WEBHOOK_SECRET" && file != "../README.md" {
 				continue // the legacy name is documented, not advertised
 			}
