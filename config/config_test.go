@@ -145,6 +145,12 @@ func TestLoadSmallCases(t *testing.T) {
 			func(c config.Config) bool { return c.WebhookEventsRetention == 48*time.Hour }},
 		{"retention 0 keeps forever", map[string]string{"WEBHOOK_EVENTS_RETENTION": "0"},
 			func(c config.Config) bool { return c.WebhookEventsRetention == 0 }},
+		{"issuer's trailing slash trimmed", map[string]string{"CLERK_ISSUER": " https://clerk.example.com/ "},
+			func(c config.Config) bool { return c.Issuer == "https://clerk.example.com" }},
+		{"development issuer", map[string]string{"CLERK_ISSUER": "https://happy-cat-12.clerk.accounts.dev"},
+			func(c config.Config) bool { return c.Issuer == "https://happy-cat-12.clerk.accounts.dev" }},
+		{"proxied issuer", map[string]string{"CLERK_ISSUER": "https://app.example.com/__clerk"},
+			func(c config.Config) bool { return c.Issuer == "https://app.example.com/__clerk" }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,6 +220,11 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"PORT": "http"}, `PORT: "http" is not a TCP port`},
 		{map[string]string{"PORT": "70000"}, `PORT: "70000" is not a TCP port`},
 		{map[string]string{"CLERK_API_URL": "api.clerk.com"}, "CLERK_API_URL:"},
+		{map[string]string{"CLERK_ISSUER": "clerk.example.com"}, `CLERK_ISSUER: "clerk.example.com" is not a URL such as https://clerk.example.com`},
+		{map[string]string{"CLERK_ISSUER": "ftp://clerk.example.com"}, `CLERK_ISSUER: "ftp://clerk.example.com" is not a URL`},
+		{map[string]string{"CLERK_ISSUER": "https://"}, `CLERK_ISSUER: "https://" is not a URL`},
+		{map[string]string{"CLERK_ISSUER": "https://clerk.example.com?x=1"}, `CLERK_ISSUER: "https://clerk.example.com?x=1" is not a URL`},
+		{map[string]string{"CLERK_ISSUER": "https://%zz"}, `CLERK_ISSUER: "https://%zz" is not a URL`},
 		{map[string]string{"CLERK_JWT_KEY": "not pem"}, "CLERK_JWT_KEY: not a PEM public key"},
 		{map[string]string{"CLERK_JWT_KEY": ecKey}, "CLERK_JWT_KEY: not an RSA public key"},
 		{map[string]string{"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_"}, "CLERK_WEBHOOK_SIGNING_SECRET: secret 1 of 1: must be"},
