@@ -13,6 +13,7 @@
 #   PGURL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable C=32 D=10 bench/run.sh
 #   BEFORE=/tmp/usersync.old bench/run.sh     # compare with another build in the same run
 #   PPROF=/tmp/cpu.pprof bench/run.sh         # also save a CPU profile of usersync under webhook load
+#                                             # (usersync is then built with -tags pprof, for serve --pprof)
 #   SKIP_BACKFILL=1 bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +27,8 @@ work=$(mktemp -d); svc=""
 trap 'kill $svc 2>/dev/null || true; rm -rf "$work"' EXIT
 
 psql "$PGURL" -qc "DROP DATABASE IF EXISTS usersync_bench WITH (FORCE)" -c "CREATE DATABASE usersync_bench" >/dev/null
-go build -o "$work/usersync" ./cmd/usersync
-go build -o "$work/loadgen" ./cmd/loadgen
+go build ${PPROF:+-tags pprof} -o "$work/usersync" ./cmd/usersync
+go build -o "$work/loadgen" ./bench/loadgen
 go build -o "$work/ingester" ./bench/ingester
 DATABASE_URL="$DBURL" LOG_LEVEL=warn "$work/usersync" migrate
 psql "$DBURL" -q -f bench/pgbench_setup.sql
@@ -72,11 +73,12 @@ svc=$!; up
 t0=$(snap); plain=$(hooks); echo "$plain"; read -r plain_cpu plain_pg plain_idle <<<"$(cpu_per_event "$t0" "$plain")"
 stop
 
-# serve BINARY starts a usersync build on $PORT with the bench configuration.
+# serve BINARY [FLAG...] starts a usersync build on $PORT with the bench configuration.
 serve() {
+  local bin=$1; shift
   DATABASE_URL="$DBURL" PORT=$PORT LOG_LEVEL=warn CLERK_WEBHOOK_SIGNING_SECRET="$secret" \
     CLERK_SECRET_KEY=sk_test_usersync_fake CLERK_API_URL="http://$CLERK_ADDR" \
-    SYNC_FRESHNESS=1h SYNC_RATE_LIMIT=0 SYNC_RECONCILE_INTERVAL=0 CLERK_API_RATE=1000000/1s "$1" serve ${PPROF:+--pprof 127.0.0.1:16060} &
+    SYNC_FRESHNESS=1h SYNC_RATE_LIMIT=0 SYNC_RECONCILE_INTERVAL=0 CLERK_API_RATE=1000000/1s "$bin" serve "$@" &
   svc=$!; up /readyz
 }
 
@@ -90,7 +92,7 @@ if [ -n "${BEFORE:-}" ]; then
 fi
 
 echo "== usersync webhooks: c=$C, ${D}s"
-empty; serve "$work/usersync"
+empty; serve "$work/usersync" ${PPROF:+--pprof 127.0.0.1:16060}
 if [ -n "${PPROF:-}" ]; then
   curl -fs "http://127.0.0.1:16060/debug/pprof/profile?seconds=$((D - 2))" -o "$PPROF" &
   prof=$!
@@ -104,8 +106,10 @@ health=$("$work/loadgen" get -url "http://127.0.0.1:$PORT/healthz" -c "$C" -d "$
 echo "$health"
 
 echo "== login syncs answered fresh: c=$C, ${D}s (after a warm-up that creates the users)"
-"$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk-addr "$CLERK_ADDR" -users 500 -c 8 -d 3s -json >/dev/null
-login=$("$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk-addr "$CLERK_ADDR" -users 500 -c "$C" -d "${D}s" -json)
+# One key file for both runs: the service caches the fake Clerk's JWKS from the first.
+logins() { "$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk-addr "$CLERK_ADDR" -key "$work/clerk-key.pem" -users 500 "$@" -json; }
+logins -c 8 -d 3s >/dev/null
+login=$(logins -c "$C" -d "${D}s")
 echo "$login"
 stop
 

@@ -38,14 +38,6 @@ const (
 	MinWebhookEventsRetention = 48 * time.Hour
 )
 
-// Variables are every environment variable Load reads.
-var Variables = []string{
-	"DATABASE_URL", "DATABASE_URL_UNPOOLED", "DATABASE_MAX_CONNS", "PORT", "CLERK_SECRET_KEY", "CLERK_API_URL", "CLERK_JWT_KEY",
-	"CLERK_AUTHORIZED_PARTIES", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_WEBHOOK_SECRET",
-	"SYNC_FRESHNESS", "SYNC_RATE_LIMIT", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT",
-	"WEBHOOK_EVENTS_RETENTION", "SYNC_RECONCILE_INTERVAL", "SYNC_FULL_RECONCILE_INTERVAL", "CLERK_API_RATE",
-}
-
 // Config is the whole configuration of one usersync process.
 type Config struct {
 	Database Database
@@ -132,7 +124,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ClerkAPIURL:       p.baseURL("CLERK_API_URL", DefaultClerkAPIURL),
 		ClerkJWTKey:       p.pemKey("CLERK_JWT_KEY"),
 		AuthorizedParties: p.origins("CLERK_AUTHORIZED_PARTIES"),
-		Issuer:            strings.TrimSpace(getenv("CLERK_ISSUER")),
+		Issuer:            p.issuer("CLERK_ISSUER"),
 		WebhookSecrets:    p.webhookSecrets(),
 		SyncFreshness:     p.duration("SYNC_FRESHNESS", DefaultSyncFreshness),
 		SyncRateLimit:     p.rateLimit("SYNC_RATE_LIMIT"),
@@ -370,6 +362,26 @@ func (p *parser) baseURL(name, def string) string {
 		p.fail(name, "is not an http(s) URL such as https://api.clerk.com") // the value may hold credentials
 	}
 	return strings.TrimRight(v, "/")
+}
+
+// issuer reads the exact iss session tokens must carry: the instance's
+// Frontend API URL (https://clerk.example.com), or its proxy URL, which may
+// have a path. A trailing "/" is trimmed, as a token's iss has none and the
+// comparison is exact; anything but an http(s) URL of a host is an error,
+// rather than a value no token could match.
+func (p *parser) issuer(name string) string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return ""
+	}
+	trimmed := strings.TrimSuffix(v, "/")
+	u, err := url.Parse(trimmed)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(trimmed, "?") || strings.HasSuffix(trimmed, "#") {
+		p.fail(name, "%q is not a URL such as https://clerk.example.com (your instance's Frontend API URL, the iss of its session tokens)", v)
+		return ""
+	}
+	return trimmed
 }
 
 func (p *parser) pemKey(name string) string {

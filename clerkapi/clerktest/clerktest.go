@@ -82,9 +82,8 @@ const (
 	OpListUserMemberships = "list_user_memberships"
 )
 
-// testKeyPEM is the fake instance's signing key: fixed, so a service that
-// cached the JWKS of one fake process verifies tokens minted by the next
-// (the load tool's warm-up and measured runs). It signs nothing real.
+// testKeyPEM is the fake instance's signing key for tests. It signs
+// nothing real; the load tool brings its own key (StartWithKey).
 //
 //go:embed testkey.pem
 var testKeyPEM []byte
@@ -118,15 +117,21 @@ func New(t testing.TB) *Fake {
 	return f
 }
 
-// Start serves a fake Clerk Backend API on addr (the load tool's login
-// mode runs one for a service under test).
+// Start serves a fake Clerk Backend API on addr, signing with TestKey.
 func Start(addr string) (*Fake, error) {
+	return StartWithKey(addr, TestKey())
+}
+
+// StartWithKey serves a fake Clerk Backend API on addr whose instance signs
+// with key: the load tool's login mode runs one for a service under test,
+// with a key of its own rather than the committed TestKey.
+func StartWithKey(addr string, key *rsa.PrivateKey) (*Fake, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	f := &Fake{
-		Key:      TestKey(),
+		Key:      key,
 		users:    map[string]json.RawMessage{},
 		hidden:   map[string]bool{},
 		hits:     map[string]int{},

@@ -172,3 +172,15 @@ func TestServeGuardsTheInstance(t *testing.T) {
 		})
 	}
 }
+
+// A key Clerk refuses (401) is named as the problem, as check names it,
+// not reported as Clerk being unavailable.
+func TestBackfillNamesARefusedKey(t *testing.T) {
+	env, _ := instanceEnv(t, models.SQLite, 1)
+	env["CLERK_SECRET_KEY"] = "sk_test_not_this_instance"
+	err := run(context.Background(), []string{"backfill"}, envOf(env), &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.HasPrefix(err.Error(), "Clerk refused CLERK_SECRET_KEY (401): ") ||
+		strings.Contains(err.Error(), "unavailable") || strings.Contains(err.Error(), env["CLERK_SECRET_KEY"]) {
+		t.Fatalf("backfill with a refused key: err = %v, want one naming CLERK_SECRET_KEY as refused, without the key", err)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"time"
 
@@ -25,7 +24,7 @@ import (
 // shutdownGrace is how long in-flight requests may take after SIGTERM.
 const shutdownGrace = 15 * time.Second
 
-const serveHelp = `Usage: usersync [serve] [--pprof ADDR]
+const serveHelp = `Usage: usersync [serve]
 
 Listens on $PORT (all interfaces) at once, waits for the database (until it
 answers, /readyz and every route but /healthz answer 503), applies pending
@@ -42,7 +41,7 @@ SYNC_FULL_RECONCILE_INTERVAL (24h) everything, with a capped prune.
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	pprofAddr := fs.String("pprof", "", "also serve net/http/pprof on this address (e.g. 127.0.0.1:6060) for profiling")
+	startProfiler := profilerFlag(fs) // only in a build with -tags pprof
 	if err := parseFlags(fs, args, stdout, serveHelp); err != nil {
 		return err
 	}
@@ -87,9 +86,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer startReconcile(ctx, cfg, db, deps.Clerk, guard, m, log)() // stops before the database closes
-	if *pprofAddr != "" {
-		go servePprof(*pprofAddr, log)
-	}
+	startProfiler(log)
 	setMemoryLimit(getenv, os.DirFS("/sys/fs/cgroup"), log)
 	return srv.serve(ctx, handlers.New(deps))
 }
@@ -109,20 +106,6 @@ func startRetention(ctx context.Context, cfg config.Config, db *gorm.DB, m *metr
 		job.Run(ctx)
 	}()
 	return func() { cancel(); <-done }
-}
-
-// servePprof exposes the profiler on its own listener, never on the public port.
-func servePprof(addr string, log *slog.Logger) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	log.Info("pprof listening", "addr", addr)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	if err := srv.ListenAndServe(); err != nil {
-		log.Error("pprof stopped", "err", err)
-	}
 }
 
 // clerkDeps builds the Backend API client and session verifier for the

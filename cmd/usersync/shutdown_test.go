@@ -18,18 +18,20 @@ import (
 
 	svix "github.com/svix/svix-webhooks/go"
 
+	"github.com/usersync/usersync/internal/testenv"
 	"github.com/usersync/usersync/models"
 	"github.com/usersync/usersync/models/modelstest"
 )
 
-// TestMain lets a test run this binary's main in a child process.
+// TestMain lets a test run this binary's main in a child process, and
+// says at the end how many tests were skipped and why.
 func TestMain(m *testing.M) {
 	if args := os.Getenv("USERSYNC_TEST_MAIN_ARGS"); args != "" {
 		os.Args = append([]string{"usersync"}, strings.Fields(args)...)
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	testenv.Main(m)
 }
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -68,7 +68,7 @@ func listenLimited(port, limit int, log *slog.Logger) (*httpServer, error) {
 	}
 	ln, err := net.Listen("tcp", s.srv.Addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("PORT: cannot listen on port %d (another process may hold it; set PORT to a free one): %w", port, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "max_conns", limit)
 	go func() { s.served <- s.srv.Serve(netutil.LimitListener(ln, limit)) }()

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -371,5 +372,21 @@ func TestListenerCapsConnections(t *testing.T) {
 	resp, err := http.ReadResponse(bufio.NewReader(extra), nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after one closed: %v, %v; want the waiting connection served", resp, err)
+	}
+}
+
+// A port another process holds fails the start with an error naming PORT,
+// the variable that chooses it.
+func TestBusyPortNamesPORT(t *testing.T) {
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	env := map[string]string{"PORT": port, "LOG_LEVEL": "error", "DATABASE_URL": "sqlite://" + filepath.Join(t.TempDir(), "u.db")}
+	err = run(context.Background(), []string{"serve"}, envOf(env), &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.HasPrefix(err.Error(), "PORT: cannot listen on port "+port+" ") {
+		t.Fatalf("serve on a busy port: err = %v, want one naming PORT and %s", err, port)
 	}
 }

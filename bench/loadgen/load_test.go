@@ -5,11 +5,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/usersync/usersync/clerkapi/clerktest"
 )
 
 // fire counts every answered request by status, and nothing else.
@@ -60,5 +65,39 @@ func TestWebhookGeneratorSigns(t *testing.T) {
 	}
 	if dups < 50 || dups > 150 {
 		t.Errorf("%d redeliveries in 200 requests at 0.5", dups)
+	}
+}
+
+// The login mode's fake Clerk signs with a key of the load tool's own: a
+// -key file is made once (owner-only) and reused, so a warm-up and a
+// measured run against one service share the JWKS it cached; it is never
+// the tests' committed key.
+func TestLoginSigningKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clerk-key.pem")
+	first, err := signingKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS != "windows" && info.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %04o, want 0600", info.Mode().Perm())
+	}
+	again, err := signingKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Equal(first) {
+		t.Error("the key file gave another key the second time")
+	}
+	g := &loginGen{clerkAddr: "127.0.0.1:0", keyFile: path, users: 1}
+	if _, err := g.requests(); err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	if !g.fake.Key.Equal(first) || g.fake.Key.Equal(clerktest.TestKey()) {
+		t.Error("the fake Clerk does not sign with the -key file's key")
 	}
 }

@@ -1,5 +1,6 @@
 // Command loadgen fires realistic traffic at a running usersync and reports
-// throughput, latency percentiles and the status breakdown.
+// throughput, latency percentiles and the status breakdown. It is bench
+// tooling (bench/run.sh builds it), not part of the product.
 //
 //	loadgen webhooks -c 32 -d 10s            # signed user.created/updated events
 //	loadgen login -c 32 -d 10s               # login syncs, with a fake Clerk it serves itself
@@ -27,7 +28,8 @@ Modes:
   webhooks   POST signed Clerk user events to /api/webhooks/clerk
   login      POST /api/user/sync with session tokens from a fake Clerk that
              loadgen serves on -clerk-addr (start usersync with
-             CLERK_API_URL=http://<clerk-addr> CLERK_SECRET_KEY=sk_test_usersync_fake)
+             CLERK_API_URL=http://<clerk-addr> CLERK_SECRET_KEY=sk_test_usersync_fake),
+             signed with a key of its own (-key FILE to share one between runs)
   get        GET a URL (e.g. /healthz, for a baseline)
 
 Run 'loadgen MODE -h' for a mode's flags.
