@@ -6,12 +6,9 @@
 package clerkapi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
@@ -27,7 +24,7 @@ var ErrNotClerkEvent = errors.New("not a Clerk event")
 type Event struct {
 	Type   string
 	UserID string         // data.id
-	Data   jsontext.Value // data, byte for byte as Clerk sent it: part of the body, valid while it is
+	Data   jsontext.Value // data, byte for byte as Clerk sent it
 
 	user    clerkUser // data decoded as a user, when it is one
 	userErr error     // why data is not a user
@@ -56,15 +53,6 @@ func ParseEvent(body []byte) (Event, error) {
 	if !utf8.Valid(body) {
 		return Event{}, fmt.Errorf("%w: body is not valid UTF-8", ErrNotClerkEvent)
 	}
-	if ev, ok := parseUserEvent(body); ok {
-		return ev, nil
-	}
-	return parseEvent(body)
-}
-
-// parseEvent is ParseEvent's general path, for a valid UTF-8 body: the
-// envelope first, then data as a user, else just its id.
-func parseEvent(body []byte) (Event, error) {
 	var env envelope
 	if err := json.Unmarshal(body, &env, decodeOptions); err != nil {
 		return Event{}, fmt.Errorf("%w: invalid JSON", ErrNotClerkEvent)
@@ -96,79 +84,6 @@ func parseEvent(body []byte) (Event, error) {
 		return Event{}, fmt.Errorf("%w: data.id is longer than %d bytes", ErrNotClerkEvent, maxIDBytes)
 	}
 	return ev, nil
-}
-
-// parseUserEvent is ParseEvent in one pass over the body, for the common
-// case: a body it accepts, whose data decodes as a user. It decodes the user
-// as it reads data and keeps data as the slice of the body it spans, where
-// ParseEvent's general path validates data, copies it, and decodes it again.
-// ok is false for any other body, which ParseEvent then reads the general
-// way (parseEvent), so both give the same result (FuzzParseEventOnePass).
-func parseUserEvent(body []byte) (ev Event, ok bool) {
-	d := decoders.Get().(*bodyDecoder)
-	defer d.put()
-	d.buf = *bytes.NewBuffer(body)
-	d.dec.Reset(&d.buf, decodeOptions)
-	dec := &d.dec
-	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return Event{}, false
-	}
-	hasType, hasData := false, false
-	for dec.PeekKind() == '"' {
-		name, err := dec.ReadToken()
-		if err != nil {
-			return Event{}, false
-		}
-		switch name.String() {
-		case "type":
-			tok, err := dec.ReadToken()
-			if err != nil || tok.Kind() != '"' {
-				return Event{}, false
-			}
-			ev.Type, hasType = tok.String(), true
-		case "data":
-			if dec.PeekKind() != '{' {
-				return Event{}, false
-			}
-			start := dec.InputOffset() // just after the name: the colon comes first
-			ev.user = clerkUser{}
-			if json.UnmarshalDecode(dec, &ev.user, decodeOptions) != nil {
-				return Event{}, false
-			}
-			ev.Data = jsontext.Value(bytes.TrimLeft(body[start:dec.InputOffset()], " \t\r\n:"))
-			hasData = true
-		default:
-			if dec.SkipValue() != nil {
-				return Event{}, false
-			}
-		}
-	}
-	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
-		return Event{}, false
-	}
-	if _, err := dec.ReadToken(); err != io.EOF {
-		return Event{}, false // something after the object
-	}
-	ev.UserID = ev.user.ID
-	if !hasType || ev.Type == "" || !hasData || ev.UserID == "" || len(ev.UserID) > maxIDBytes || hasControl(ev.Type) || hasControl(ev.UserID) {
-		return Event{}, false
-	}
-	return ev, true
-}
-
-// bodyDecoder is a reusable decoder: a new one costs more allocation than
-// the decoding it does.
-type bodyDecoder struct {
-	dec jsontext.Decoder
-	buf bytes.Buffer
-}
-
-var decoders = sync.Pool{New: func() any { return new(bodyDecoder) }}
-
-func (d *bodyDecoder) put() {
-	d.buf = bytes.Buffer{} // drop the body
-	d.dec.Reset(&d.buf)
-	decoders.Put(d)
 }
 
 // Snapshot maps the event's data, a Clerk user object, to a snapshot.
