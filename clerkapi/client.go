@@ -76,16 +76,17 @@ func NewClient(apiURL, secretKey string, httpClient *http.Client, opts ...Option
 
 // do makes one Backend API request, send, once the budget allows it (the
 // wait comes before send, so it is not part of the HTTP client's timeout),
-// and classifies its error. A 429 pauses the budget for every caller.
-func (c *Client) do(ctx context.Context, op string, notFound error, send func() error) error {
+// and classifies its error. A 429 pauses the budget for every caller. send
+// must make its request with the ctx it is given, which names op.
+func (c *Client) do(ctx context.Context, op operation, notFound error, send func(context.Context) error) error {
 	if err := c.budget.wait(ctx); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	err := send()
+	err := send(withOperation(ctx, op))
 	if err == nil {
 		return nil
 	}
-	err = classify(err, op, notFound)
+	err = classify(err, op.String(), notFound)
 	if errors.Is(err, ErrRateLimited) {
 		c.budget.pause(RetryAfter(err))
 	}
@@ -96,7 +97,7 @@ func (c *Client) do(ctx context.Context, op string, notFound error, send func() 
 // response bytes as its raw JSON.
 func (c *Client) GetUser(ctx context.Context, id string) (models.Snapshot, error) {
 	var u *clerk.User
-	err := c.do(ctx, "get user", ErrUserNotFound, func() (err error) {
+	err := c.do(ctx, opGetUser, ErrUserNotFound, func(ctx context.Context) (err error) {
 		u, err = c.users.Get(ctx, id)
 		return err
 	})
@@ -112,7 +113,7 @@ func (c *Client) GetUser(ctx context.Context, id string) (models.Snapshot, error
 // JWKS fetches the instance's JSON Web Key Set.
 func (c *Client) JWKS(ctx context.Context) (*clerk.JSONWebKeySet, error) {
 	var set *clerk.JSONWebKeySet
-	err := c.do(ctx, "get JWKS", nil, func() (err error) {
+	err := c.do(ctx, opGetJWKS, nil, func(ctx context.Context) (err error) {
 		set, err = c.jwks.Get(ctx, &jwks.GetParams{})
 		return err
 	})
@@ -178,7 +179,7 @@ func (c *Client) listUsers(ctx context.Context, orderBy string, offset, limit in
 	req := clerk.NewAPIRequest(http.MethodGet, "/users")
 	req.SetParams(params)
 	var raw rawUsers
-	if err := c.do(ctx, "list users", nil, func() error { return c.backend.Call(ctx, req, &raw) }); err != nil {
+	if err := c.do(ctx, opListUsers, nil, func(ctx context.Context) error { return c.backend.Call(ctx, req, &raw) }); err != nil {
 		return Page[models.Snapshot]{}, err
 	}
 	return pageOf(raw.users, 0, SnapshotFromJSON), nil
@@ -187,7 +188,7 @@ func (c *Client) listUsers(ctx context.Context, orderBy string, offset, limit in
 // CountUsers asks GET /v1/users/count once, for progress reporting.
 func (c *Client) CountUsers(ctx context.Context) (int, error) {
 	var n *user.TotalCount
-	err := c.do(ctx, "count users", nil, func() (err error) {
+	err := c.do(ctx, opCountUsers, nil, func(ctx context.Context) (err error) {
 		n, err = c.users.Count(ctx, &user.ListParams{})
 		return err
 	})

@@ -32,7 +32,7 @@ type rawList struct {
 func (c *Client) ListOrganizations(ctx context.Context, offset, limit int) (Page[models.OrgSnapshot], error) {
 	params := &organization.ListParams{OrderBy: clerk.String("+created_at")}
 	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
-	list, err := c.list(ctx, "/organizations", params, "list organizations", nil)
+	list, err := c.list(ctx, "/organizations", params, opListOrganizations, nil)
 	if err != nil {
 		return Page[models.OrgSnapshot]{}, err
 	}
@@ -45,7 +45,7 @@ func (c *Client) ListOrganizations(ctx context.Context, offset, limit int) (Page
 func (c *Client) ListMemberships(ctx context.Context, offset, limit int) (Page[models.MembershipSnapshot], error) {
 	params := &organizationmembership.ListParams{OrderBy: clerk.String("+created_at")}
 	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
-	list, err := c.list(ctx, "/organization_memberships", params, "list memberships", nil)
+	list, err := c.list(ctx, "/organization_memberships", params, opListMemberships, nil)
 	if err != nil {
 		return Page[models.MembershipSnapshot]{}, err
 	}
@@ -59,13 +59,13 @@ func (c *Client) ListUserMemberships(ctx context.Context, userID string) ([]mode
 	for offset := 0; ; {
 		params := &user.ListOrganizationMembershipsParams{}
 		params.Limit, params.Offset = clerk.Int64(MaxPageSize), clerk.Int64(int64(offset))
-		list, err := c.list(ctx, "/users/"+url.PathEscape(userID)+"/organization_memberships", params, "list user memberships", ErrUserNotFound)
+		list, err := c.list(ctx, "/users/"+url.PathEscape(userID)+"/organization_memberships", params, opListUserMemberships, ErrUserNotFound)
 		if err != nil {
 			return nil, err
 		}
 		page := pageOf(list.Data, list.TotalCount, MembershipSnapshotFromJSON)
 		if len(page.Invalid) > 0 {
-			return nil, fmt.Errorf("list user memberships: %w", page.Invalid[0])
+			return nil, fmt.Errorf("%s: %w", opListUserMemberships, page.Invalid[0])
 		}
 		out = append(out, page.Snapshots...)
 		offset += page.Size
@@ -80,18 +80,18 @@ func (c *Client) ListUserMemberships(ctx context.Context, userID string) ([]mode
 func (c *Client) GetOrganization(ctx context.Context, id string) error {
 	req := clerk.NewAPIRequest(http.MethodGet, "/organizations/"+url.PathEscape(id))
 	var raw rawObject
-	return c.do(ctx, "get organization", ErrOrganizationNotFound, func() error { return c.backend.Call(ctx, req, &raw) })
+	return c.do(ctx, opGetOrganization, ErrOrganizationNotFound, func(ctx context.Context) error { return c.backend.Call(ctx, req, &raw) })
 }
 
 type rawObject struct {
 	clerk.APIResource
 }
 
-func (c *Client) list(ctx context.Context, path string, params clerk.Params, op string, notFound error) (*rawList, error) {
+func (c *Client) list(ctx context.Context, path string, params clerk.Params, op operation, notFound error) (*rawList, error) {
 	req := clerk.NewAPIRequest(http.MethodGet, path)
 	req.SetParams(params)
 	list := &rawList{}
-	if err := c.do(ctx, op, notFound, func() error { return c.backend.Call(ctx, req, list) }); err != nil {
+	if err := c.do(ctx, op, notFound, func(ctx context.Context) error { return c.backend.Call(ctx, req, list) }); err != nil {
 		return nil, err
 	}
 	return list, nil
