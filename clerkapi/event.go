@@ -1,5 +1,6 @@
-// Package clerkapi turns what Clerk sends (webhook events, Backend API user
-// objects) into the models' Snapshot, the only shape the users table accepts.
+// Package clerkapi holds what usersync knows of Clerk: it turns what Clerk
+// sends (webhook events, Backend API objects) into the models' Event and
+// snapshots, the only shapes the tables accept, and calls the Backend API.
 // It decodes with encoding/json/v2 (github.com/go-json-experiment/json, which
 // aliases the standard library's from Go 1.27), about three times faster than
 // encoding/json on a Clerk user, with v1's leniency (see decodeOptions).
