@@ -17,12 +17,12 @@ import (
 
 // Clerk is the part of the Backend API a backfill uses.
 type Clerk interface {
-	ListUsers(ctx context.Context, offset, limit int) (clerkapi.Page, error)
-	ListRecentUsers(ctx context.Context, offset, limit int) (clerkapi.Page, error)
+	ListUsers(ctx context.Context, offset, limit int) (clerkapi.Page[models.Snapshot], error)
+	ListRecentUsers(ctx context.Context, offset, limit int) (clerkapi.Page[models.Snapshot], error)
 	CountUsers(ctx context.Context) (int, error)
 	GetUser(ctx context.Context, id string) (models.Snapshot, error)
-	ListOrganizations(ctx context.Context, offset, limit int) (clerkapi.OrgPage, error)
-	ListMemberships(ctx context.Context, offset, limit int) (clerkapi.MembershipPage, error)
+	ListOrganizations(ctx context.Context, offset, limit int) (clerkapi.Page[models.OrgSnapshot], error)
+	ListMemberships(ctx context.Context, offset, limit int) (clerkapi.Page[models.MembershipSnapshot], error)
 	GetOrganization(ctx context.Context, id string) error
 }
 
@@ -203,7 +203,7 @@ type runner struct {
 func (r *runner) importAll(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pages := make(chan clerkapi.Page)
+	pages := make(chan clerkapi.Page[models.Snapshot])
 	listed := make(chan error, 1)
 	go func() {
 		defer close(pages)
@@ -225,7 +225,7 @@ func (r *runner) importAll(ctx context.Context) error {
 
 // fetchUsers fetches one page of users. Clerk's user listing carries no
 // total: the count asked for the progress display stands in, if it was.
-func (r *runner) fetchUsers(ctx context.Context, offset int) (page clerkapi.Page, size, total int, err error) {
+func (r *runner) fetchUsers(ctx context.Context, offset int) (page clerkapi.Page[models.Snapshot], size, total int, err error) {
 	err = r.withRetry(ctx, "list users", func() error {
 		page, err = r.clerk.ListUsers(ctx, offset, r.opts.PageSize)
 		return err
@@ -233,7 +233,7 @@ func (r *runner) fetchUsers(ctx context.Context, offset int) (page clerkapi.Page
 	return page, page.Size, r.userCount, err
 }
 
-func (r *runner) apply(ctx context.Context, page clerkapi.Page) error {
+func (r *runner) apply(ctx context.Context, page clerkapi.Page[models.Snapshot]) error {
 	for _, err := range page.Invalid {
 		r.sum.Errors++
 		r.opts.Log.Error("user could not be mapped", "err", err)

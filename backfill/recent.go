@@ -29,7 +29,7 @@ func Recent(ctx context.Context, db *gorm.DB, clerk Clerk, since time.Time, opts
 		return r.sum, fmt.Errorf("%w: %v", ErrIncomplete, err)
 	}
 	for offset := 0; ; {
-		var page clerkapi.Page
+		var page clerkapi.Page[models.Snapshot]
 		err := r.withRetry(ctx, "list recent users", func() (err error) {
 			page, err = r.clerk.ListRecentUsers(ctx, offset, r.opts.PageSize)
 			return err
@@ -60,7 +60,7 @@ func (r *runner) refetchFutureDated(ctx context.Context, now time.Time) error {
 	if err != nil || len(ids) == 0 {
 		return err
 	}
-	page := clerkapi.Page{}
+	page := clerkapi.Page[models.Snapshot]{}
 	for _, id := range ids {
 		var s models.Snapshot
 		err := r.withRetry(ctx, "get user", func() (err error) {
@@ -85,7 +85,7 @@ func (r *runner) refetchFutureDated(ctx context.Context, now time.Time) error {
 // of the listing), or its oldest user was updated before since. A page
 // whose users all have updated_at equal to since does not end the pass:
 // the next page may hold more users updated at that same instant.
-func lastRecentPage(page clerkapi.Page, pageSize int, since int64) bool {
+func lastRecentPage(page clerkapi.Page[models.Snapshot], pageSize int, since int64) bool {
 	if page.Size < pageSize {
 		return true
 	}

@@ -11,8 +11,8 @@ import (
 // so the first page that reaches a user updated before since is the last.
 func TestLastRecentPage(t *testing.T) {
 	const since = 1000
-	page := func(size int, updatedAts ...int64) clerkapi.Page {
-		p := clerkapi.Page{Size: size}
+	page := func(size int, updatedAts ...int64) clerkapi.Page[models.Snapshot] {
+		p := clerkapi.Page[models.Snapshot]{Size: size}
 		for _, at := range updatedAts {
 			p.Snapshots = append(p.Snapshots, models.Snapshot{UpdatedAt: at})
 		}
@@ -20,7 +20,7 @@ func TestLastRecentPage(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		page clerkapi.Page
+		page clerkapi.Page[models.Snapshot]
 		last bool
 	}{
 		{"a full page, every user inside the window", page(3, 1500, 1200, 1001), false},

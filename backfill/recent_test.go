@@ -62,7 +62,7 @@ type updatingClerk struct {
 	update func()
 }
 
-func (c *updatingClerk) ListRecentUsers(ctx context.Context, offset, limit int) (clerkapi.Page, error) {
+func (c *updatingClerk) ListRecentUsers(ctx context.Context, offset, limit int) (clerkapi.Page[models.Snapshot], error) {
 	p, err := c.Client.ListRecentUsers(ctx, offset, limit)
 	if c.update != nil {
 		c.update()

@@ -12,6 +12,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/config"
 	"github.com/usersync/usersync/models"
 )
@@ -47,11 +48,12 @@ func fail(name, format string, args ...any) Result {
 // opened, and Clerk's clock once asked.
 type Checker struct {
 	Cfg  config.Config
-	HTTP *http.Client     // for the Clerk call; a 10 s client when nil
+	HTTP *http.Client     // for the Clerk calls; one with clerkapi.CallTimeout when nil
 	Now  func() time.Time // time.Now when nil
 
-	db        *gorm.DB
-	clerkDate time.Time // the Date header of Clerk's answer; zero if none
+	db          *gorm.DB
+	clerkClient *clerkapi.Client // made by the first Clerk check
+	clerkDate   time.Time        // the Date header of Clerk's answer; zero if none
 }
 
 // Run loads the configuration through getenv and runs every check in order,

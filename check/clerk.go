@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/config"
 )
 
@@ -26,33 +27,31 @@ func (c *Checker) ClerkKey(ctx context.Context) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	target := c.Cfg.ClerkAPIURL + "/v1/users?limit=1"
 	shown := config.MaskURL(c.Cfg.ClerkAPIURL) // it may carry credentials
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		return fail(name, "CLERK_API_URL %s is not a valid URL", shown)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Cfg.ClerkSecretKey)
-	client := c.HTTP
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
+	answer, err := c.clerk().ProbeKey(ctx)
+	switch {
+	case errors.Is(err, clerkapi.ErrNotClerkAnswer):
+		return fail(name, "%s answered GET /v1/users, but not as Clerk's Backend API does: check CLERK_API_URL", shown)
+	case err != nil:
 		return fail(name, "cannot reach Clerk at CLERK_API_URL (%s): %s", shown, oneLine(withoutURL(err)))
 	}
-	resp.Body.Close()
-	if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
-		c.clerkDate = date
-	}
+	c.clerkDate = answer.Date
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	case answer.Status == http.StatusUnauthorized || answer.Status == http.StatusForbidden:
 		return fail(name, "Clerk refused CLERK_SECRET_KEY (%d): copy the Secret key (sk_live_… or sk_test_…) of this instance from Clerk Dashboard → API keys",
-			resp.StatusCode)
-	case resp.StatusCode != http.StatusOK:
-		return fail(name, "GET %s/v1/users answered %d: check CLERK_API_URL, or Clerk's status page", shown, resp.StatusCode)
+			answer.Status)
+	case answer.Status != http.StatusOK:
+		return fail(name, "GET %s/v1/users answered %d: check CLERK_API_URL, or Clerk's status page", shown, answer.Status)
 	}
 	return ok(name, "accepted by %s (GET /v1/users?limit=1 answered 200)", shown)
+}
+
+// clerk is the Backend API client the Clerk checks share.
+func (c *Checker) clerk() *clerkapi.Client {
+	if c.clerkClient == nil {
+		c.clerkClient = clerkapi.NewClient(c.Cfg.ClerkAPIURL, c.Cfg.ClerkSecretKey, c.HTTP)
+	}
+	return c.clerkClient
 }
 
 // withoutURL drops the request URL that net/http repeats in its errors:

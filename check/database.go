@@ -42,9 +42,9 @@ func (c *Checker) Schema(ctx context.Context) Result {
 	if c.db == nil {
 		return Result{Name: name, Status: Skip, Detail: "the database is not reachable"}
 	}
-	pending, err := models.MigrationsPendingReadOnly(ctx, c.db)
+	pending, err := models.SchemaPending(ctx, c.db)
 	switch {
-	case err != nil && strings.Contains(err.Error(), "42501"): // insufficient_privilege
+	case errors.Is(err, models.ErrMigrationLogDenied):
 		return fail(name, "the role may not read goose_db_version, the migration log serve reads at start: "+
 			"GRANT SELECT ON goose_db_version TO the service's role (as its owner)")
 	case err != nil:
@@ -64,8 +64,8 @@ func (c *Checker) Grants(ctx context.Context) Result {
 	if models.DialectOf(c.db) == models.SQLite {
 		return c.sqliteWritable(ctx)
 	}
-	var role string
-	if err := c.db.WithContext(ctx).Raw("SELECT current_user").Scan(&role).Error; err != nil {
+	role, err := models.CurrentRole(ctx, c.db)
+	if err != nil {
 		return fail(name, "cannot ask for the role's privileges: %s", oneLine(err))
 	}
 	if err := models.CheckAccess(ctx, c.db); err != nil {
@@ -81,8 +81,7 @@ var Tables = models.RuntimeTables()
 // file and create its -wal and -shm beside it, without writing.
 func (c *Checker) sqliteWritable(ctx context.Context) Result {
 	const name = "grants"
-	var queryOnly bool // set by a query_only pragma in DATABASE_URL
-	if err := c.db.WithContext(ctx).Raw("PRAGMA query_only").Scan(&queryOnly).Error; err != nil || queryOnly {
+	if queryOnly, err := models.SQLiteQueryOnly(ctx, c.db); err != nil || queryOnly {
 		return fail(name, "cannot write the SQLite file %s (query_only): remove the query_only pragma from DATABASE_URL", c.Cfg.Database.SQLitePath())
 	}
 	path, _, _ := strings.Cut(c.Cfg.Database.SQLitePath(), "?")

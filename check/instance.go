@@ -29,7 +29,7 @@ func (c *Checker) Instance(ctx context.Context) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	key, err := clerkapi.NewClient(c.Cfg.ClerkAPIURL, c.Cfg.ClerkSecretKey, c.HTTP).Instance(ctx)
+	key, err := c.clerk().Instance(ctx)
 	switch {
 	case errors.Is(err, clerkapi.ErrInstanceUnknown):
 		return ok(name, "this database mirrors %s; CLERK_SECRET_KEY is %s whose instance is unknown (%s)", orNone(bound), kind, oneLine(err))

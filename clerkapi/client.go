@@ -76,16 +76,17 @@ func NewClient(apiURL, secretKey string, httpClient *http.Client, opts ...Option
 
 // do makes one Backend API request, send, once the budget allows it (the
 // wait comes before send, so it is not part of the HTTP client's timeout),
-// and classifies its error. A 429 pauses the budget for every caller.
-func (c *Client) do(ctx context.Context, op string, notFound error, send func() error) error {
+// and classifies its error. A 429 pauses the budget for every caller. send
+// must make its request with the ctx it is given, which names op.
+func (c *Client) do(ctx context.Context, op operation, notFound error, send func(context.Context) error) error {
 	if err := c.budget.wait(ctx); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	err := send()
+	err := send(withOperation(ctx, op))
 	if err == nil {
 		return nil
 	}
-	err = classify(err, op, notFound)
+	err = classify(err, op.String(), notFound)
 	if errors.Is(err, ErrRateLimited) {
 		c.budget.pause(RetryAfter(err))
 	}
@@ -96,7 +97,7 @@ func (c *Client) do(ctx context.Context, op string, notFound error, send func() 
 // response bytes as its raw JSON.
 func (c *Client) GetUser(ctx context.Context, id string) (models.Snapshot, error) {
 	var u *clerk.User
-	err := c.do(ctx, "get user", ErrUserNotFound, func() (err error) {
+	err := c.do(ctx, opGetUser, ErrUserNotFound, func(ctx context.Context) (err error) {
 		u, err = c.users.Get(ctx, id)
 		return err
 	})
@@ -112,7 +113,7 @@ func (c *Client) GetUser(ctx context.Context, id string) (models.Snapshot, error
 // JWKS fetches the instance's JSON Web Key Set.
 func (c *Client) JWKS(ctx context.Context) (*clerk.JSONWebKeySet, error) {
 	var set *clerk.JSONWebKeySet
-	err := c.do(ctx, "get JWKS", nil, func() (err error) {
+	err := c.do(ctx, opGetJWKS, nil, func(ctx context.Context) (err error) {
 		set, err = c.jwks.Get(ctx, &jwks.GetParams{})
 		return err
 	})
@@ -125,12 +126,27 @@ func (c *Client) JWKS(ctx context.Context) (*clerk.JSONWebKeySet, error) {
 // MaxPageSize is the largest page GET /v1/users serves.
 const MaxPageSize = 500
 
-// Page is one page of GET /v1/users: each user's snapshot, or the reason it
-// could not be mapped.
-type Page struct {
-	Snapshots []models.Snapshot
-	Invalid   []error // users that could not be mapped (counted as errors)
-	Size      int     // users in the page, mapped or not
+// Page is one page of a listing (users, organizations, memberships): each
+// object's snapshot, or the reason it could not be mapped.
+type Page[T any] struct {
+	Snapshots []T
+	Invalid   []error // objects that could not be mapped (counted as errors)
+	Size      int     // objects in the page, mapped or not
+	Total     int     // Clerk's total_count; 0 for GET /v1/users, which answers a bare array
+}
+
+// pageOf maps each object of a listing with mapOne.
+func pageOf[T any, R ~[]byte](raws []R, total int, mapOne func([]byte) (T, error)) Page[T] {
+	page := Page[T]{Size: len(raws), Total: total, Snapshots: make([]T, 0, len(raws))}
+	for _, raw := range raws {
+		s, err := mapOne(raw)
+		if err != nil {
+			page.Invalid = append(page.Invalid, err)
+			continue
+		}
+		page.Snapshots = append(page.Snapshots, s)
+	}
+	return page
 }
 
 // rawUsers keeps each user of a list response as Clerk's bytes (split
@@ -146,42 +162,33 @@ func (r *rawUsers) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &r.u
 // user created during the listing lands on a later page instead of
 // shifting the pages already read). It makes one request: the SDK's
 // user.List also asks for the total count every page.
-func (c *Client) ListUsers(ctx context.Context, offset, limit int) (Page, error) {
+func (c *Client) ListUsers(ctx context.Context, offset, limit int) (Page[models.Snapshot], error) {
 	return c.listUsers(ctx, "+created_at", offset, limit)
 }
 
 // ListRecentUsers fetches one page of users, most recently updated first:
 // what an incremental reconcile pass reads until it reaches users it has
 // already seen.
-func (c *Client) ListRecentUsers(ctx context.Context, offset, limit int) (Page, error) {
+func (c *Client) ListRecentUsers(ctx context.Context, offset, limit int) (Page[models.Snapshot], error) {
 	return c.listUsers(ctx, "-updated_at", offset, limit)
 }
 
-func (c *Client) listUsers(ctx context.Context, orderBy string, offset, limit int) (Page, error) {
+func (c *Client) listUsers(ctx context.Context, orderBy string, offset, limit int) (Page[models.Snapshot], error) {
 	params := &user.ListParams{OrderBy: clerk.String(orderBy)}
 	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
 	req := clerk.NewAPIRequest(http.MethodGet, "/users")
 	req.SetParams(params)
 	var raw rawUsers
-	if err := c.do(ctx, "list users", nil, func() error { return c.backend.Call(ctx, req, &raw) }); err != nil {
-		return Page{}, err
+	if err := c.do(ctx, opListUsers, nil, func(ctx context.Context) error { return c.backend.Call(ctx, req, &raw) }); err != nil {
+		return Page[models.Snapshot]{}, err
 	}
-	page := Page{Size: len(raw.users), Snapshots: make([]models.Snapshot, 0, len(raw.users))}
-	for _, u := range raw.users {
-		s, err := SnapshotFromJSON(u)
-		if err != nil {
-			page.Invalid = append(page.Invalid, err)
-			continue
-		}
-		page.Snapshots = append(page.Snapshots, s)
-	}
-	return page, nil
+	return pageOf(raw.users, 0, SnapshotFromJSON), nil
 }
 
 // CountUsers asks GET /v1/users/count once, for progress reporting.
 func (c *Client) CountUsers(ctx context.Context) (int, error) {
 	var n *user.TotalCount
-	err := c.do(ctx, "count users", nil, func() (err error) {
+	err := c.do(ctx, opCountUsers, nil, func(ctx context.Context) (err error) {
 		n, err = c.users.Count(ctx, &user.ListParams{})
 		return err
 	})

@@ -1,17 +1,15 @@
-// Package clerkapi turns what Clerk sends (webhook events, Backend API user
-// objects) into the models' Snapshot, the only shape the users table accepts.
+// Package clerkapi holds what usersync knows of Clerk: it turns what Clerk
+// sends (webhook events, Backend API objects) into the models' Event and
+// snapshots, the only shapes the tables accept, and calls the Backend API.
 // It decodes with encoding/json/v2 (github.com/go-json-experiment/json, which
 // aliases the standard library's from Go 1.27), about three times faster than
 // encoding/json on a Clerk user, with v1's leniency (see decodeOptions).
 package clerkapi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
@@ -23,164 +21,127 @@ import (
 // ErrNotClerkEvent is returned for a body that is not a Clerk event.
 var ErrNotClerkEvent = errors.New("not a Clerk event")
 
-// Event is the envelope of a Clerk webhook event.
-type Event struct {
-	Type   string
-	UserID string         // data.id
-	Data   jsontext.Value // data, byte for byte as Clerk sent it: part of the body, valid while it is
-
-	user    clerkUser // data decoded as a user, when it is one
-	userErr error     // why data is not a user
-}
-
 // decodeOptions accept what encoding/json accepted: a lone surrogate escape
 // or invalid UTF-8 (a user can put either in their own metadata; storable
 // repairs it for raw_json) and a repeated name (the last wins).
 var decodeOptions = json.JoinOptions(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
 
-// envelope is the part of Clerk's event JSON that routing needs.
+// envelope is the part of Clerk's event JSON that routing and the instance
+// guard need.
 type envelope struct {
-	Type *string        `json:"type"`
-	Data jsontext.Value `json:"data"`
+	Type       *string        `json:"type"`
+	InstanceID any            `json:"instance_id"` // any: one that is not a string is no instance, not a bad event
+	Data       jsontext.Value `json:"data"`
 }
 
-// ParseEvent decodes a verified webhook body. It requires a JSON object with
-// a string "type" and a "data" object with a non-empty string "id". Only
-// the fields the rules need are decoded (see clerkUser); the rest of data
-// is kept as bytes for raw_json.
+// DecodeEvent turns a verified webhook body into the change it asks of the
+// tables (contract sections 5 and 7), and returns the Clerk instance the
+// event names: its instance_id, "" when it names none (Clerk's older events
+// carry none). The body is decoded once, then its data as its type says.
 //
-// A body that is not valid UTF-8, or whose type or data.id holds a control
-// character, is refused: Postgres would refuse to store it, and a delivery
-// it refuses is retried for days instead of being answered 400 once.
-func ParseEvent(body []byte) (Event, error) {
+// The body must be a JSON object with a string "type" and a "data" object
+// with a non-empty string "id" (else ErrNotClerkEvent). A body that is not
+// valid UTF-8, or whose type or data.id holds a control character, is
+// refused too: Postgres would refuse to store it, and a delivery it refuses
+// is retried for days instead of being answered 400 once. A data object the
+// type needs but that does not map gives ErrInvalidUser,
+// ErrInvalidOrganization or ErrInvalidMembership, or an *UnstorableError.
+func DecodeEvent(svixID string, body []byte) (models.Event, string, error) {
 	if !utf8.Valid(body) {
-		return Event{}, fmt.Errorf("%w: body is not valid UTF-8", ErrNotClerkEvent)
+		return models.Event{}, "", fmt.Errorf("%w: body is not valid UTF-8", ErrNotClerkEvent)
 	}
-	if ev, ok := parseUserEvent(body); ok {
-		return ev, nil
-	}
-	return parseEvent(body)
-}
-
-// parseEvent is ParseEvent's general path, for a valid UTF-8 body: the
-// envelope first, then data as a user, else just its id.
-func parseEvent(body []byte) (Event, error) {
 	var env envelope
 	if err := json.Unmarshal(body, &env, decodeOptions); err != nil {
-		return Event{}, fmt.Errorf("%w: invalid JSON", ErrNotClerkEvent)
+		return models.Event{}, "", fmt.Errorf("%w: invalid JSON", ErrNotClerkEvent)
 	}
 	if env.Type == nil || *env.Type == "" {
-		return Event{}, fmt.Errorf("%w: no type", ErrNotClerkEvent)
+		return models.Event{}, "", fmt.Errorf("%w: no type", ErrNotClerkEvent)
 	}
-	ev := Event{Type: *env.Type, Data: env.Data}
-	if env.Data.Kind() == '{' {
-		ev.userErr = json.Unmarshal(env.Data, &ev.user, decodeOptions)
-		ev.UserID = ev.user.ID
+	ev := models.Event{SvixID: svixID, Type: *env.Type}
+	var err error
+	if ev.Type == "user.created" || ev.Type == "user.updated" {
+		ev, err = userUpsert(ev, env.Data)
+	} else {
+		ev, err = route(ev, env.Data)
 	}
-	if ev.userErr != nil {
-		// Not shaped like a user (another kind of object): read just its id.
-		var data struct {
-			ID string `json:"id"`
+	if err != nil {
+		return models.Event{}, "", err
+	}
+	instance, _ := env.InstanceID.(string)
+	return ev, instance, nil
+}
+
+// userUpsert maps the most common event. A user that maps has a storable
+// id, so data is decoded once (reading data.id on its own would cost a
+// quarter of the decoding); one that does not is checked as route checks
+// any event, so a bad data.id is answered as such first.
+func userUpsert(ev models.Event, data jsontext.Value) (models.Event, error) {
+	s, err := SnapshotFromJSON(data)
+	if err != nil {
+		if _, idErr := dataID(ev.Type, data); idErr != nil {
+			return models.Event{}, idErr
 		}
-		if json.Unmarshal(ev.Data, &data, decodeOptions) == nil {
-			ev.UserID = data.ID
-		}
+		return models.Event{}, err
 	}
-	if ev.UserID == "" {
-		return Event{}, fmt.Errorf("%w: no data.id", ErrNotClerkEvent)
-	}
-	if hasControl(ev.Type) || hasControl(ev.UserID) {
-		return Event{}, fmt.Errorf("%w: control character in type or data.id", ErrNotClerkEvent)
-	}
-	if len(ev.UserID) > maxIDBytes {
-		return Event{}, fmt.Errorf("%w: data.id is longer than %d bytes", ErrNotClerkEvent, maxIDBytes)
-	}
+	ev.Kind, ev.UserID, ev.Snapshot = models.EventUpsert, s.ID, s
 	return ev, nil
 }
 
-// parseUserEvent is ParseEvent in one pass over the body, for the common
-// case: a body it accepts, whose data decodes as a user. It decodes the user
-// as it reads data and keeps data as the slice of the body it spans, where
-// ParseEvent's general path validates data, copies it, and decodes it again.
-// ok is false for any other body, which ParseEvent then reads the general
-// way (parseEvent), so both give the same result (FuzzParseEventOnePass).
-func parseUserEvent(body []byte) (ev Event, ok bool) {
-	d := decoders.Get().(*bodyDecoder)
-	defer d.put()
-	d.buf = *bytes.NewBuffer(body)
-	d.dec.Reset(&d.buf, decodeOptions)
-	dec := &d.dec
-	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return Event{}, false
+// dataID reads and checks data.id, which every event type needs.
+func dataID(typ string, data jsontext.Value) (string, error) {
+	var obj struct {
+		ID string `json:"id"`
 	}
-	hasType, hasData := false, false
-	for dec.PeekKind() == '"' {
-		name, err := dec.ReadToken()
-		if err != nil {
-			return Event{}, false
+	if data.Kind() != '{' || json.Unmarshal(data, &obj, decodeOptions) != nil || obj.ID == "" {
+		// A data object whose id is not a string counts as one without.
+		return "", fmt.Errorf("%w: no data.id", ErrNotClerkEvent)
+	}
+	if hasControl(typ) || hasControl(obj.ID) {
+		return "", fmt.Errorf("%w: control character in type or data.id", ErrNotClerkEvent)
+	}
+	if len(obj.ID) > maxIDBytes {
+		return "", fmt.Errorf("%w: data.id is longer than %d bytes", ErrNotClerkEvent, maxIDBytes)
+	}
+	return obj.ID, nil
+}
+
+// route is what every other event type asks of the tables, with data
+// mapped by the same functions the Backend API's objects go through. Every
+// type it does not name (invitations, domains, roles, permissions,
+// sessions…) is ignored and only recorded.
+func route(ev models.Event, data jsontext.Value) (models.Event, error) {
+	var err error
+	if ev.UserID, err = dataID(ev.Type, data); err != nil {
+		return models.Event{}, err
+	}
+	switch ev.Type {
+	case "user.deleted":
+		ev.Kind = models.EventDelete
+	case "organization.created", "organization.updated":
+		ev.Kind = models.EventOrgUpsert
+		ev.Org, err = OrgSnapshotFromJSON(data)
+	case "organization.deleted":
+		// Clerk sends only {object, id, slug, deleted}.
+		ev.Kind, ev.Org = models.EventOrgDelete, models.OrgSnapshot{ID: ev.UserID}
+	case "organizationMembership.created", "organizationMembership.updated":
+		ev.Kind = models.EventMembershipUpsert
+		ev.Membership, err = MembershipSnapshotFromJSON(data)
+	case "organizationMembership.deleted":
+		// Clerk sends the whole membership; a payload without its
+		// organization or user still deletes the id (rule 9).
+		ev.Kind = models.EventMembershipDelete
+		var unstorable *UnstorableError
+		if ev.Membership, err = MembershipSnapshotFromJSON(data); err != nil && !errors.As(err, &unstorable) {
+			ev.Membership, err = models.MembershipSnapshot{ID: ev.UserID}, nil
 		}
-		switch name.String() {
-		case "type":
-			tok, err := dec.ReadToken()
-			if err != nil || tok.Kind() != '"' {
-				return Event{}, false
-			}
-			ev.Type, hasType = tok.String(), true
-		case "data":
-			if dec.PeekKind() != '{' {
-				return Event{}, false
-			}
-			start := dec.InputOffset() // just after the name: the colon comes first
-			ev.user = clerkUser{}
-			if json.UnmarshalDecode(dec, &ev.user, decodeOptions) != nil {
-				return Event{}, false
-			}
-			ev.Data = jsontext.Value(bytes.TrimLeft(body[start:dec.InputOffset()], " \t\r\n:"))
-			hasData = true
-		default:
-			if dec.SkipValue() != nil {
-				return Event{}, false
-			}
-		}
+	default:
+		ev.Kind = models.EventIgnore
+		ev.UserID = "" // data.id of another kind of object is not a user id
 	}
-	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
-		return Event{}, false
+	if err != nil {
+		return models.Event{}, err
 	}
-	if _, err := dec.ReadToken(); err != io.EOF {
-		return Event{}, false // something after the object
-	}
-	ev.UserID = ev.user.ID
-	if !hasType || ev.Type == "" || !hasData || ev.UserID == "" || len(ev.UserID) > maxIDBytes || hasControl(ev.Type) || hasControl(ev.UserID) {
-		return Event{}, false
-	}
-	return ev, true
-}
-
-// bodyDecoder is a reusable decoder: a new one costs more allocation than
-// the decoding it does.
-type bodyDecoder struct {
-	dec jsontext.Decoder
-	buf bytes.Buffer
-}
-
-var decoders = sync.Pool{New: func() any { return new(bodyDecoder) }}
-
-func (d *bodyDecoder) put() {
-	d.buf = bytes.Buffer{} // drop the body
-	d.dec.Reset(&d.buf)
-	decoders.Put(d)
-}
-
-// Snapshot maps the event's data, a Clerk user object, to a snapshot.
-func (e Event) Snapshot() (models.Snapshot, error) {
-	if e.userErr != nil {
-		return models.Snapshot{}, fmt.Errorf("%w: %v", ErrInvalidUser, e.userErr)
-	}
-	s := snapshotOf(&e.user, e.Data)
-	if err := checkUser(s); err != nil {
-		return models.Snapshot{}, fmt.Errorf("%w: %w", ErrInvalidUser, err)
-	}
-	return s, nil
+	return ev, nil
 }
 
 // hasControl reports a C0 control character (NUL among them) or DEL.

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/go-json-experiment/json"
 )
 
 // ErrInstanceUnknown means the JWKS does not name one instance: no key, a
@@ -41,18 +39,6 @@ func instanceOfKeys(kids []string) (string, error) {
 		}
 	}
 	return kids[0], nil
-}
-
-// EventInstance is the instance_id a verified webhook body names, "" when
-// it names none (or the body is not an object).
-func EventInstance(body []byte) string {
-	var ev struct {
-		InstanceID string `json:"instance_id"`
-	}
-	if json.Unmarshal(body, &ev, decodeOptions) != nil {
-		return ""
-	}
-	return ev.InstanceID
 }
 
 // KeyKind says whether a secret key is a production or development key.

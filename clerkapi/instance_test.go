@@ -25,16 +25,3 @@ func TestInstanceOfKeys(t *testing.T) {
 		}
 	}
 }
-
-func TestEventInstance(t *testing.T) {
-	for body, want := range map[string]string{
-		`{"type":"user.created","instance_id":"ins_123","data":{"id":"user_1"}}`: "ins_123",
-		`{"type":"user.created","data":{"id":"user_1","instance_id":"ins_x"}}`:   "",
-		`{"type":"user.created","instance_id":7}`:                                "",
-		`[]`: "",
-	} {
-		if got := EventInstance([]byte(body)); got != want {
-			t.Errorf("EventInstance(%s) = %q, want %q", body, got, want)
-		}
-	}
-}

@@ -20,22 +20,6 @@ import (
 // ErrOrganizationNotFound means Clerk answered 404 for the organization.
 var ErrOrganizationNotFound = errors.New("organization not found in Clerk")
 
-// OrgPage is one page of GET /v1/organizations.
-type OrgPage struct {
-	Snapshots []models.OrgSnapshot
-	Invalid   []error // organizations that could not be mapped
-	Size      int     // organizations in the page, mapped or not
-	Total     int     // total_count
-}
-
-// MembershipPage is one page of a membership listing.
-type MembershipPage struct {
-	Snapshots []models.MembershipSnapshot
-	Invalid   []error
-	Size      int
-	Total     int
-}
-
 // rawList is Clerk's list envelope, {data, total_count}, with each item
 // kept as Clerk's bytes.
 type rawList struct {
@@ -45,36 +29,27 @@ type rawList struct {
 }
 
 // ListOrganizations fetches one page of organizations, oldest first.
-func (c *Client) ListOrganizations(ctx context.Context, offset, limit int) (OrgPage, error) {
+func (c *Client) ListOrganizations(ctx context.Context, offset, limit int) (Page[models.OrgSnapshot], error) {
 	params := &organization.ListParams{OrderBy: clerk.String("+created_at")}
 	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
-	list, err := c.list(ctx, "/organizations", params, "list organizations", nil)
+	list, err := c.list(ctx, "/organizations", params, opListOrganizations, nil)
 	if err != nil {
-		return OrgPage{}, err
+		return Page[models.OrgSnapshot]{}, err
 	}
-	page := OrgPage{Size: len(list.Data), Total: list.TotalCount, Snapshots: make([]models.OrgSnapshot, 0, len(list.Data))}
-	for _, raw := range list.Data {
-		s, err := OrgSnapshotFromJSON(raw)
-		if err != nil {
-			page.Invalid = append(page.Invalid, err)
-			continue
-		}
-		page.Snapshots = append(page.Snapshots, s)
-	}
-	return page, nil
+	return pageOf(list.Data, list.TotalCount, OrgSnapshotFromJSON), nil
 }
 
 // ListMemberships fetches one page of the instance-wide
 // GET /v1/organization_memberships, oldest first (clerk-sdk-go only wraps
 // the per-organization listing, so it is called directly).
-func (c *Client) ListMemberships(ctx context.Context, offset, limit int) (MembershipPage, error) {
+func (c *Client) ListMemberships(ctx context.Context, offset, limit int) (Page[models.MembershipSnapshot], error) {
 	params := &organizationmembership.ListParams{OrderBy: clerk.String("+created_at")}
 	params.Limit, params.Offset = clerk.Int64(int64(limit)), clerk.Int64(int64(offset))
-	list, err := c.list(ctx, "/organization_memberships", params, "list memberships", nil)
+	list, err := c.list(ctx, "/organization_memberships", params, opListMemberships, nil)
 	if err != nil {
-		return MembershipPage{}, err
+		return Page[models.MembershipSnapshot]{}, err
 	}
-	return membershipPage(list), nil
+	return pageOf(list.Data, list.TotalCount, MembershipSnapshotFromJSON), nil
 }
 
 // ListUserMemberships fetches every page of
@@ -84,13 +59,13 @@ func (c *Client) ListUserMemberships(ctx context.Context, userID string) ([]mode
 	for offset := 0; ; {
 		params := &user.ListOrganizationMembershipsParams{}
 		params.Limit, params.Offset = clerk.Int64(MaxPageSize), clerk.Int64(int64(offset))
-		list, err := c.list(ctx, "/users/"+url.PathEscape(userID)+"/organization_memberships", params, "list user memberships", ErrUserNotFound)
+		list, err := c.list(ctx, "/users/"+url.PathEscape(userID)+"/organization_memberships", params, opListUserMemberships, ErrUserNotFound)
 		if err != nil {
 			return nil, err
 		}
-		page := membershipPage(list)
+		page := pageOf(list.Data, list.TotalCount, MembershipSnapshotFromJSON)
 		if len(page.Invalid) > 0 {
-			return nil, fmt.Errorf("list user memberships: %w", page.Invalid[0])
+			return nil, fmt.Errorf("%s: %w", opListUserMemberships, page.Invalid[0])
 		}
 		out = append(out, page.Snapshots...)
 		offset += page.Size
@@ -105,35 +80,21 @@ func (c *Client) ListUserMemberships(ctx context.Context, userID string) ([]mode
 func (c *Client) GetOrganization(ctx context.Context, id string) error {
 	req := clerk.NewAPIRequest(http.MethodGet, "/organizations/"+url.PathEscape(id))
 	var raw rawObject
-	return c.do(ctx, "get organization", ErrOrganizationNotFound, func() error { return c.backend.Call(ctx, req, &raw) })
+	return c.do(ctx, opGetOrganization, ErrOrganizationNotFound, func(ctx context.Context) error { return c.backend.Call(ctx, req, &raw) })
 }
 
 type rawObject struct {
 	clerk.APIResource
 }
 
-func (c *Client) list(ctx context.Context, path string, params clerk.Params, op string, notFound error) (*rawList, error) {
+func (c *Client) list(ctx context.Context, path string, params clerk.Params, op operation, notFound error) (*rawList, error) {
 	req := clerk.NewAPIRequest(http.MethodGet, path)
 	req.SetParams(params)
 	list := &rawList{}
-	if err := c.do(ctx, op, notFound, func() error { return c.backend.Call(ctx, req, list) }); err != nil {
+	if err := c.do(ctx, op, notFound, func(ctx context.Context) error { return c.backend.Call(ctx, req, list) }); err != nil {
 		return nil, err
 	}
 	return list, nil
-}
-
-func membershipPage(list *rawList) MembershipPage {
-	page := MembershipPage{Size: len(list.Data), Total: list.TotalCount,
-		Snapshots: make([]models.MembershipSnapshot, 0, len(list.Data))}
-	for _, raw := range list.Data {
-		s, err := MembershipSnapshotFromJSON(raw)
-		if err != nil {
-			page.Invalid = append(page.Invalid, err)
-			continue
-		}
-		page.Snapshots = append(page.Snapshots, s)
-	}
-	return page
 }
 
 // ClockMargin is how far Clerk's clock and ours may disagree.

@@ -91,11 +91,3 @@ func MembershipSnapshotFromJSON(raw []byte) (models.MembershipSnapshot, error) {
 	}
 	return s, nil
 }
-
-// Organization maps the event's data, a Clerk organization object.
-func (e Event) Organization() (models.OrgSnapshot, error) { return OrgSnapshotFromJSON(e.Data) }
-
-// Membership maps the event's data, a Clerk organization membership.
-func (e Event) Membership() (models.MembershipSnapshot, error) {
-	return MembershipSnapshotFromJSON(e.Data)
-}

@@ -16,14 +16,11 @@ import (
 )
 
 func TestOrganizationFixtures(t *testing.T) {
-	ev, err := clerkapi.ParseEvent(readFixture(t, "clerk_organization_created_example.json"))
+	ev, _, err := clerkapi.DecodeEvent("msg_1", readFixture(t, "clerk_organization_created_example.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	org, err := ev.Organization()
-	if err != nil {
-		t.Fatal(err)
-	}
+	org := ev.Org
 	org.RawJSON = ""
 	want := models.OrgSnapshot{ID: "org_2g7np7Hrk0SN6kj5EDMLDaKNL0S", Name: ptr("Acme Corp"), Slug: ptr("acme-corp"),
 		ImageURL: ptr("https://img.clerk.com/xxxxxx"), CreatedBy: ptr("user_2g7np7Hrk0SN6kj5EDMLDaKNL0S"),
@@ -32,14 +29,11 @@ func TestOrganizationFixtures(t *testing.T) {
 		t.Errorf("organization (-want +got):\n%s", diff)
 	}
 	for _, name := range []string{"clerk_organization_membership_created_example.json", "clerk_organization_membership_deleted_example.json"} {
-		ev, err := clerkapi.ParseEvent(readFixture(t, name))
+		ev, _, err := clerkapi.DecodeEvent("msg_1", readFixture(t, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := ev.Membership()
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := ev.Membership
 		if m.ID != "orgmem_2g7np7Hrk0SN6kj5EDMLDaKNL0S" || m.OrganizationID != want.ID || m.UserID != "user_2h8op3Isl1QR7tKu5FGNfaLKEoU" ||
 			m.Role != "org:member" || m.CreatedAt != 1716883200000 || m.Org == nil || m.Org.ID != want.ID || !json.Valid([]byte(m.RawJSON)) {
 			t.Errorf("%s: membership = %+v", name, m)

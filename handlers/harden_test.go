@@ -448,7 +448,7 @@ func TestClientHangUpsAreNotFailures(t *testing.T) {
 			fake.PutUser(clerktest.User("user_1", 100, "a@example.com", nil))
 			fake.SetLatency(300 * time.Millisecond)
 			m := metrics.New("test")
-			client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, &http.Client{Transport: m.ClerkTransport(http.DefaultTransport)})
+			client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, &http.Client{Transport: m.ClerkTransport(http.DefaultTransport, clerkapi.Operation)})
 			cfg := clerkapi.SessionConfig{Client: client}
 			if !jwks {
 				cfg.JWTKey = fake.PublicKeyPEM()

@@ -51,7 +51,7 @@ func newObserved(t *testing.T) observed {
 	db := modelstest.New(t, models.SQLite)
 	fake := clerktest.New(t)
 	m := metrics.New("test")
-	httpClient := &http.Client{Timeout: time.Second, Transport: m.ClerkTransport(http.DefaultTransport)}
+	httpClient := &http.Client{Timeout: time.Second, Transport: m.ClerkTransport(http.DefaultTransport, clerkapi.Operation)}
 	client := clerkapi.NewClient(fake.URL, clerktest.SecretKey, httpClient)
 	sessions, err := clerkapi.NewSessionVerifier(clerkapi.SessionConfig{Client: client, AuthorizedParties: []string{origin}})
 	if err != nil {

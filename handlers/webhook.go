@@ -129,7 +129,7 @@ func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResul
 		return ev, models.EventResult{}, "invalid_signature", fail(http.StatusBadRequest, "invalid webhook signature: "+err.Error(), nil)
 	}
 	c.Set(logSvixID, svixID)
-	ev, err = decodeEvent(svixID, body)
+	ev, instance, err := clerkapi.DecodeEvent(svixID, body)
 	if err != nil {
 		return ev, models.EventResult{}, "invalid_event", fail(http.StatusBadRequest, eventErrorMessage(err), err)
 	}
@@ -141,7 +141,7 @@ func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResul
 
 	ctx, cancel := context.WithTimeout(c.Request().Context(), DBTimeout)
 	defer cancel()
-	if instance := clerkapi.EventInstance(body); instance != "" {
+	if instance != "" {
 		foreign, bound, err := s.instance.check(ctx, s.DB, instance)
 		if err != nil {
 			return ev, models.EventResult{}, "error", dbUnavailable(err)
@@ -160,28 +160,6 @@ func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResul
 	return ev, res, string(res.Outcome), nil
 }
 
-// decodeEvent turns a verified body into the models' Event.
-func decodeEvent(svixID string, body []byte) (models.Event, error) {
-	ce, err := clerkapi.ParseEvent(body)
-	if err != nil {
-		return models.Event{}, err
-	}
-	ev := models.Event{SvixID: svixID, Type: ce.Type, UserID: ce.UserID}
-	switch ce.Type {
-	case "user.created", "user.updated":
-		snap, err := ce.Snapshot()
-		if err != nil {
-			return models.Event{}, err
-		}
-		ev.Kind, ev.Snapshot = models.EventUpsert, snap
-	case "user.deleted":
-		ev.Kind = models.EventDelete
-	default:
-		return decodeOrgEvent(ev, ce)
-	}
-	return ev, nil
-}
-
 // eventErrorMessage is the short answer to a signed body that is not a
 // usable Clerk event; the decoder's own text is logged, never sent.
 func eventErrorMessage(err error) string {
@@ -192,7 +170,7 @@ func eventErrorMessage(err error) string {
 	case errors.Is(err, clerkapi.ErrInvalidUser):
 		return "invalid Clerk user object"
 	case errors.Is(err, clerkapi.ErrNotClerkEvent):
-		return err.Error() // ParseEvent's own fixed texts
+		return err.Error() // DecodeEvent's own fixed texts
 	}
 	return "invalid Clerk event"
 }

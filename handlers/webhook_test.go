@@ -266,7 +266,11 @@ func TestWebhookClerkExamples(t *testing.T) {
 			}
 			// Clerk's two documented examples name different instances: the
 			// database mirrors each in turn (a new handler reads the binding).
-			if _, err := models.RebindInstance(context.Background(), db, clerkapi.EventInstance(body)); err != nil {
+			_, instance, err := clerkapi.DecodeEvent(tc.msgID, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := models.RebindInstance(context.Background(), db, instance); err != nil {
 				t.Fatal(err)
 			}
 			h := newHandler(t, db, secret1)

@@ -15,7 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clerk/clerk-sdk-go/v2"
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/usersync/usersync/clerkapi"
 )
 
 type webhookGen struct {
@@ -61,7 +64,10 @@ func (g *webhookGen) requests() (request, error) {
 	g.version.Store(time.Now().UnixMilli() * 1000)
 	runID := rand.Text()[:8] // svix ids unique across runs on one database
 	return func() (*http.Request, error) {
-		msg := g.pick(runID)
+		msg, err := g.pick(runID)
+		if err != nil {
+			return nil, err
+		}
 		// One time for the signature and its header: two calls to time.Now
 		// can fall in different seconds, and the signature would not match.
 		at := time.Now()
@@ -82,43 +88,39 @@ func (g *webhookGen) requests() (request, error) {
 }
 
 // pick returns a recent message again (a redelivery) or a new event.
-func (g *webhookGen) pick(runID string) sent {
+func (g *webhookGen) pick(runID string) (sent, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.recent) > 0 && mrand.Float64() < g.duplicates {
-		return g.recent[mrand.IntN(len(g.recent))]
+		return g.recent[mrand.IntN(len(g.recent))], nil
 	}
 	n := g.seq.Add(1)
-	m := sent{id: fmt.Sprintf("msg_%s_%d", runID, n), body: g.event(mrand.IntN(g.users))}
+	body, err := g.event(mrand.IntN(g.users))
+	if err != nil {
+		return sent{}, err
+	}
+	m := sent{id: fmt.Sprintf("msg_%s_%d", runID, n), body: body}
 	if len(g.recent) < 256 {
 		g.recent = append(g.recent, m)
 	} else {
 		g.recent[n%256] = m
 	}
-	return m
+	return m, nil
 }
 
 // event is a Clerk user event shaped (and sized, about 1.5 KB) like Clerk's.
-func (g *webhookGen) event(user int) []byte {
+func (g *webhookGen) event(user int) ([]byte, error) {
 	typ := "user.updated"
 	if mrand.IntN(10) == 0 {
 		typ = "user.created"
 	}
 	v := g.version.Add(1)
 	id := fmt.Sprintf("user_2load%08d", user)
-	return fmt.Appendf(nil, `{"data":{"backup_code_enabled":false,"banned":false,"create_organization_enabled":true,`+
-		`"created_at":1700000000000,"delete_self_enabled":true,"email_addresses":[{"created_at":1700000000000,`+
-		`"email_address":"load%08d@example.com","id":"idn_e%s","linked_to":[],"object":"email_address",`+
-		`"reserved":false,"updated_at":1700000000000,"verification":{"attempts":null,"expire_at":null,`+
-		`"status":"verified","strategy":"email_code"}}],"external_accounts":[],"external_id":null,`+
-		`"first_name":"Load","has_image":true,"id":"%s","image_url":"https://img.clerk.com/eyJ0eXBlIjoicHJveHkiLCJzcmMiOiJodHRwczovL2ltYWdlcy5jbGVyay5kZXYvb2F1dGhfZ29vZ2xlL2ltZ18yIn0",`+
-		`"last_active_at":1700000000000,"last_name":"Tester %d","last_sign_in_at":1700000000000,"locked":false,`+
-		`"lockout_expires_in_seconds":null,"mfa_disabled_at":null,"mfa_enabled_at":null,"object":"user",`+
-		`"passkeys":[],"password_enabled":true,"phone_numbers":[],"primary_email_address_id":"idn_e%s",`+
-		`"primary_phone_number_id":null,"primary_web3_wallet_id":null,"private_metadata":{},`+
-		`"profile_image_url":"https://www.gravatar.com/avatar?d=mp","public_metadata":{},"saml_accounts":[],`+
-		`"totp_enabled":false,"two_factor_enabled":false,"unsafe_metadata":{},"updated_at":%d,"username":null,`+
-		`"verification_attempts_remaining":100,"web3_wallets":[]},"event_attributes":{"http_request":`+
-		`{"client_ip":"","user_agent":""}},"instance_id":"ins_load","object":"event","timestamp":%d,"type":%q}`,
-		user, id, id, v, id, v, v/1000, typ)
+	u := clerkapi.NewUser(id, v, fmt.Sprintf("load%08d@example.com", user))
+	u.FirstName, u.LastName = clerk.String("Load"), clerk.String(fmt.Sprintf("Tester %d", user))
+	u.ImageURL = clerk.String("https://img.clerk.com/eyJ0eXBlIjoicHJveHkiLCJzcmMiOiJodHRwczovL2ltYWdlcy5jbGVyay5kZXYvb2F1dGhfZ29vZ2xlL2ltZ18yIn0")
+	const created = 1700000000000
+	u.CreatedAt, u.EmailAddresses[0].CreatedAt, u.EmailAddresses[0].UpdatedAt = created, created, created
+	u.LastSignInAt, u.LastActiveAt, u.PasswordEnabled = clerk.Int64(created), clerk.Int64(created), true
+	return clerkapi.EventJSON(typ, "ins_load", time.UnixMilli(v/1000), u)
 }

@@ -5,13 +5,13 @@
 package clerktest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	_ "embed"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"net"
 	"net/http"
 	"sort"
@@ -21,8 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clerk/clerk-sdk-go/v2"
 	"github.com/go-jose/go-jose/v3"
 	"github.com/go-jose/go-jose/v3/jwt"
+
+	"github.com/usersync/usersync/clerkapi"
 )
 
 // SecretKey is the Backend API key the fake accepts.
@@ -490,26 +493,29 @@ func Sign(key *rsa.PrivateKey, kid string, claims map[string]any) string {
 	return tok
 }
 
-// User builds a Clerk user object; fields override or add to the defaults.
+// User builds a Clerk user object (clerkapi.NewUser, named Ada Lovelace);
+// fields override or add to it.
 func User(id string, updatedAt int64, email string, fields map[string]any) map[string]any {
-	u := map[string]any{
-		"object": "user", "id": id, "first_name": "Ada", "last_name": "Lovelace", "username": nil,
-		"image_url": "https://img.clerk.com/" + id, "has_image": true,
-		"primary_email_address_id": nil, "email_addresses": []any{},
-		"primary_phone_number_id": nil, "phone_numbers": []any{},
-		"public_metadata": map[string]any{}, "private_metadata": map[string]any{}, "unsafe_metadata": map[string]any{},
-		"created_at": updatedAt, "updated_at": updatedAt, "last_sign_in_at": nil,
+	u := clerkapi.NewUser(id, updatedAt, email)
+	u.FirstName, u.LastName = clerk.String("Ada"), clerk.String("Lovelace")
+	return objectMap(u, fields)
+}
+
+// objectMap is v, a Clerk object of the SDK's types, as a map a test can
+// change, with fields overriding or added.
+func objectMap(v any, fields map[string]any) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
 	}
-	if email != "" {
-		eid := fmt.Sprintf("idn_%s", id)
-		u["primary_email_address_id"] = eid
-		u["email_addresses"] = []any{map[string]any{
-			"id": eid, "object": "email_address", "email_address": email,
-			"verification": map[string]any{"status": "verified", "strategy": "email_code"}, "linked_to": []any{},
-		}}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // numbers encode again as they are
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		panic(err)
 	}
 	for k, v := range fields {
-		u[k] = v
+		m[k] = v
 	}
-	return u
+	return m
 }

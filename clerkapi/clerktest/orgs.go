@@ -1,9 +1,12 @@
 package clerktest
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/clerk/clerk-sdk-go/v2"
 )
 
 // PutOrganization stores a Clerk organization object (as Organization
@@ -43,35 +46,34 @@ func (f *Fake) DeleteMembership(id string) {
 }
 
 // Organization builds a Clerk organization object like Clerk's documented
-// example; fields override or add to the defaults.
+// example; fields override or add to it.
 func Organization(id string, updatedAt int64, fields map[string]any) map[string]any {
-	o := map[string]any{
-		"object": "organization", "id": id, "name": "Org " + id, "slug": strings.ToLower(id),
-		"image_url": "https://img.clerk.com/" + id, "has_image": true, "members_count": 1,
-		"missing_member_with_elevated_permissions": false, "pending_invitations_count": 0,
-		"max_allowed_memberships": 5, "admin_delete_enabled": true,
-		"public_metadata": map[string]any{}, "private_metadata": map[string]any{},
-		"created_by": "user_creator", "created_at": updatedAt, "updated_at": updatedAt,
-	}
-	for k, v := range fields {
-		o[k] = v
-	}
-	return o
+	empty := json.RawMessage(`{}`)
+	return objectMap(&clerk.Organization{
+		Object: "organization", ID: id, Name: "Org " + id, Slug: strings.ToLower(id),
+		ImageURL: clerk.String("https://img.clerk.com/" + id), HasImage: true, MembersCount: clerk.Int64(1),
+		MissingMemberWithElevatedPermissions: clerk.Bool(false), PendingInvitationsCount: clerk.Int64(0),
+		MaxAllowedMemberships: 5, AdminDeleteEnabled: true, PublicMetadata: empty, PrivateMetadata: empty,
+		CreatedBy: "user_creator", CreatedAt: updatedAt, UpdatedAt: updatedAt,
+	}, fields)
 }
 
-// Membership builds a Clerk organization membership of userID in orgID;
-// fields override or add to the defaults.
+// Membership builds a Clerk organization membership of userID in orgID,
+// without its organization (listings embed the organization's current
+// object); fields override or add to it.
 func Membership(id, orgID, userID string, createdAt int64, role string, fields map[string]any) map[string]any {
-	m := map[string]any{
-		"object": "organization_membership", "id": id, "role": role, "role_name": role,
-		"permissions": []any{}, "public_metadata": map[string]any{}, "private_metadata": map[string]any{},
-		"organization_id": orgID,
-		"public_user_data": map[string]any{
-			"user_id": userID, "first_name": "Ada", "last_name": "Lovelace", "image_url": "https://img.clerk.com/" + userID,
-			"has_image": true, "identifier": userID + "@example.com",
+	empty := json.RawMessage(`{}`)
+	m := objectMap(&clerk.OrganizationMembership{
+		Object: "organization_membership", ID: id, Role: role, RoleName: role,
+		Permissions: []string{}, PublicMetadata: empty, PrivateMetadata: empty,
+		PublicUserData: &clerk.OrganizationMembershipPublicUserData{
+			UserID: userID, FirstName: clerk.String("Ada"), LastName: clerk.String("Lovelace"),
+			ImageURL: clerk.String("https://img.clerk.com/" + userID), HasImage: true, Identifier: userID + "@example.com",
 		},
-		"created_at": createdAt, "updated_at": createdAt,
-	}
+		CreatedAt: createdAt, UpdatedAt: createdAt,
+	}, nil)
+	delete(m, "organization")
+	m["organization_id"] = orgID // the fake's own: which organization to embed
 	for k, v := range fields {
 		m[k] = v
 	}

@@ -116,7 +116,7 @@ func clerkDeps(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*clerka
 		log.Warn("CLERK_SECRET_KEY is not set: POST /api/user/sync answers 503 (it cannot fetch users from Clerk)")
 		return nil, nil, nil
 	}
-	httpClient := &http.Client{Timeout: clerkapi.CallTimeout, Transport: m.ClerkTransport(http.DefaultTransport)}
+	httpClient := &http.Client{Timeout: clerkapi.CallTimeout, Transport: m.ClerkTransport(http.DefaultTransport, clerkapi.Operation)}
 	// One budget, one client per process: whatever else calls Clerk in
 	// serve must use this client, so all calls share CLERK_API_RATE.
 	apiRate := cfg.ClerkAPIRate

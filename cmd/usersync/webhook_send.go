@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -14,8 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clerk/clerk-sdk-go/v2"
 	svix "github.com/svix/svix-webhooks/go"
 
+	"github.com/usersync/usersync/clerkapi"
 	"github.com/usersync/usersync/config"
 )
 
@@ -81,33 +82,19 @@ func eventBody(file, typ string) ([]byte, error) {
 	}
 	switch typ {
 	case "user.created", "user.updated", "user.deleted":
-		return sampleEvent(typ, time.Now()), nil
+		return sampleEvent(typ, time.Now())
 	}
 	return nil, usageError{fmt.Errorf("--type: %q is not user.created, user.updated or user.deleted", typ)}
 }
 
 // sampleEvent is a Clerk event shaped like Clerk's documented example.
-func sampleEvent(typ string, now time.Time) []byte {
-	ms := now.UnixMilli()
-	data := map[string]any{"object": "user", "id": sampleUserID, "deleted": true}
-	if typ != "user.deleted" {
-		data = map[string]any{
-			"object": "user", "id": sampleUserID,
-			"first_name": "Sample", "last_name": "User", "username": nil,
-			"image_url":                "https://img.clerk.com/sample",
-			"primary_email_address_id": "idn_2usersyncSampleEmail0001",
-			"email_addresses": []map[string]any{{
-				"id": "idn_2usersyncSampleEmail0001", "object": "email_address",
-				"email_address": "sample.user@example.com",
-				"verification":  map[string]any{"status": "verified", "strategy": "email_code"},
-			}},
-			"phone_numbers": []any{}, "primary_phone_number_id": nil,
-			"public_metadata": map[string]any{}, "private_metadata": map[string]any{},
-			"created_at": ms, "updated_at": ms,
-		}
+func sampleEvent(typ string, now time.Time) ([]byte, error) {
+	if typ == "user.deleted" {
+		return clerkapi.EventJSON(typ, "", now, clerkapi.DeletedUser(sampleUserID))
 	}
-	b, _ := json.Marshal(map[string]any{"object": "event", "type": typ, "timestamp": ms, "data": data})
-	return b
+	u := clerkapi.NewUser(sampleUserID, now.UnixMilli(), "sample.user@example.com")
+	u.FirstName, u.LastName, u.ImageURL = clerk.String("Sample"), clerk.String("User"), clerk.String("https://img.clerk.com/sample")
+	return clerkapi.EventJSON(typ, "", now, u)
 }
 
 // sendSigned POSTs body with fresh Svix headers signed by secret.
