@@ -53,7 +53,13 @@ cpu_per_event() {
   echo "$1 $(snap) $n $(echo "$2" | num seconds) $(nproc)" | awk '{ n = ($7 > 0 ? $7 : 1)
     printf "%d %d %.0f", ($4 - $1) * 10000 / n, ($5 - $2) * 10000 / n, ($6 - $3) / ($8 * $9) }'
 }
-hooks() { "$work/loadgen" webhooks -url "http://127.0.0.1:$PORT/api/webhooks/clerk" -secret "$secret" -c "$C" -d "${D}s" -json; }
+# all2xx REPORT: fail the run when a measurement counted answers that were not 2xx (a rate of refusals measures nothing).
+all2xx() {
+  local bad; bad=$(echo "$1" | grep -o '"status":{[^}]*}' | grep -o '"[0-9]*":' | tr -d '":' | grep -v '^2' || true)
+  if [ -n "$bad" ]; then echo "answers other than 2xx ($bad): $1" >&2; exit 1; fi
+  echo "$1"
+}
+hooks() { all2xx "$("$work/loadgen" webhooks -url "http://127.0.0.1:$PORT/api/webhooks/clerk" -secret "$secret" -c "$C" -d "${D}s" -json)"; }
 
 echo "== pgbench ceiling: c=$C, ${D}s"
 # Two transactions inserting the same new user can collide on the email index
@@ -102,14 +108,14 @@ t0=$(snap); hooks=$(hooks); echo "$hooks"; read -r cpu pg idle_pct <<<"$(cpu_per
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$svc/status")
 
 echo "== GET /healthz: c=$C, ${D}s"
-health=$("$work/loadgen" get -url "http://127.0.0.1:$PORT/healthz" -c "$C" -d "${D}s" -json)
+health=$(all2xx "$("$work/loadgen" get -url "http://127.0.0.1:$PORT/healthz" -c "$C" -d "${D}s" -json)")
 echo "$health"
 
 echo "== login syncs answered fresh: c=$C, ${D}s (after a warm-up that creates the users)"
 # One key file for both runs: the service caches the fake Clerk's JWKS from the first.
 logins() { "$work/loadgen" login -url "http://127.0.0.1:$PORT/api/user/sync" -clerk-addr "$CLERK_ADDR" -key "$work/clerk-key.pem" -users 500 "$@" -json; }
 logins -c 8 -d 3s >/dev/null
-login=$(logins -c "$C" -d "${D}s")
+login=$(all2xx "$(logins -c "$C" -d "${D}s")")
 echo "$login"
 stop
 
