@@ -17,6 +17,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/usersync/usersync/internal/testenv"
 	"github.com/usersync/usersync/models"
 )
 
@@ -100,20 +101,17 @@ func NewDSN(t testing.TB, dialect models.Dialect) string {
 // PostgresURL returns TEST_DATABASE_URL, or skips (fails under CI) without it.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	return requiredEnv(t, "TEST_DATABASE_URL",
-		"Postgres test skipped: set TEST_DATABASE_URL=postgres://user@host:5432/db (a role that may CREATE DATABASE)")
+	return requiredEnv(t, "TEST_DATABASE_URL", "Postgres",
+		"set TEST_DATABASE_URL=postgres://user@host:5432/db (a role that may CREATE DATABASE)")
 }
 
-// requiredEnv returns the variable, or skips the test with the reason
-// without it; under CI=true a missing variable fails the test instead.
-func requiredEnv(t testing.TB, name, skipReason string) string {
+// requiredEnv returns the variable, or skips the test, which needs what,
+// saying how to fix it (testenv.Skip: under CI=true it fails instead).
+func requiredEnv(t testing.TB, name, what, fix string) string {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set, and CI=true: these tests must run in CI", name)
-		}
-		t.Skip(skipReason)
+		testenv.Skip(t, what, fix)
 	}
 	return v
 }
@@ -134,8 +132,8 @@ func PooledDSN(t testing.TB) string {
 // test is skipped, except under CI=true, where it fails.
 func PoolerURLFor(t testing.TB, direct string) string {
 	t.Helper()
-	pooler := requiredEnv(t, "TEST_PGBOUNCER_URL",
-		"pooler test skipped: run .ci/pgbouncer.sh start and set TEST_PGBOUNCER_URL to the URL it prints")
+	pooler := requiredEnv(t, "TEST_PGBOUNCER_URL", "pooler",
+		"run .ci/pgbouncer.sh start and set TEST_PGBOUNCER_URL to the URL it prints")
 	d, err := url.Parse(direct)
 	if err != nil {
 		t.Fatal(err)
