@@ -82,7 +82,7 @@ stop
 # serve BINARY [FLAG...] starts a usersync build on $PORT with the bench configuration.
 serve() {
   local bin=$1; shift
-  DATABASE_URL="$DBURL" PORT=$PORT LOG_LEVEL=warn CLERK_WEBHOOK_SIGNING_SECRET="$secret" \
+  DATABASE_URL="${SERVE_DB:-$DBURL}" PORT=$PORT LOG_LEVEL=warn CLERK_WEBHOOK_SIGNING_SECRET="$secret" \
     CLERK_SECRET_KEY=sk_test_usersync_fake CLERK_API_URL="http://$CLERK_ADDR" \
     SYNC_FRESHNESS=1h SYNC_RATE_LIMIT=0 SYNC_RECONCILE_INTERVAL=0 CLERK_API_RATE=1000000/1s "$bin" serve "$@" &
   svc=$!; up /readyz
@@ -91,10 +91,14 @@ serve() {
 before=""
 if [ -n "${BEFORE:-}" ]; then
   echo "== usersync BEFORE ($BEFORE) webhooks: c=$C, ${D}s"
-  empty; serve "$BEFORE"
+  # A database of its own, migrated by BEFORE: the two builds' schemas may differ.
+  BEFORE_DB="${PGURL%/*}/usersync_bench_before?sslmode=disable"
+  psql "$PGURL" -qc "DROP DATABASE IF EXISTS usersync_bench_before WITH (FORCE)" -c "CREATE DATABASE usersync_bench_before" >/dev/null
+  SERVE_DB="$BEFORE_DB" serve "$BEFORE"
   t0=$(snap); before=$(hooks); echo "$before"; read -r before_cpu before_pg before_idle <<<"$(cpu_per_event "$t0" "$before")"
   before_rss=$(awk '/VmHWM/ {print $2}' "/proc/$svc/status")
   stop
+  psql "$PGURL" -qc "DROP DATABASE usersync_bench_before WITH (FORCE)" >/dev/null
 fi
 
 echo "== usersync webhooks: c=$C, ${D}s"

@@ -19,6 +19,10 @@ import (
 // secret can be rotated without dropping events.
 type Verifier struct {
 	hooks []*svix.Webhook
+	// Development is set when the one secret is the development secret
+	// serve made because CLERK_WEBHOOK_SIGNING_SECRET is unset: a refused
+	// signature then says how to set the real one.
+	Development bool
 }
 
 // NewVerifier parses the whsec_ secrets; a malformed one is an error.
@@ -36,6 +40,11 @@ func NewVerifier(secrets []string) (*Verifier, error) {
 	}
 	return v, nil
 }
+
+// devSecretHint follows a refused signature while the service verifies
+// with its development secret: Clerk's real events cannot match it.
+const devSecretHint = "; this service verifies with its development secret: set CLERK_WEBHOOK_SIGNING_SECRET " +
+	"to the endpoint's Signing Secret (Clerk Dashboard → Webhooks) and restart"
 
 // maxMessageID is the longest message id accepted; Svix's are about 30 bytes.
 const maxMessageID = 255
@@ -126,7 +135,11 @@ func (s *server) receiveWebhook(c echo.Context) (models.Event, models.EventResul
 	}
 	if err != nil {
 		// The svix library's errors are short fixed texts, safe to answer.
-		return ev, models.EventResult{}, "invalid_signature", fail(http.StatusBadRequest, "invalid webhook signature: "+err.Error(), nil)
+		msg := "invalid webhook signature: " + err.Error()
+		if s.Webhooks.Development {
+			msg += devSecretHint
+		}
+		return ev, models.EventResult{}, "invalid_signature", fail(http.StatusBadRequest, msg, nil)
 	}
 	c.Set(logSvixID, svixID)
 	ev, instance, err := clerkapi.DecodeEvent(svixID, body)

@@ -327,3 +327,24 @@ func TestWebhookStoresWhatPostgresRefuses(t *testing.T) {
 		}
 	})
 }
+
+// While serve verifies with its development secret, a refused signature
+// says how to set the real one; with a configured secret it does not.
+func TestWebhookRefusalHintsAtTheRealSecret(t *testing.T) {
+	db := modelstest.New(t, models.SQLite)
+	body := userEvent("user.created", "user_1", 100, "a@example.com")
+	for _, dev := range []bool{true, false} {
+		v, err := handlers.NewVerifier([]string{secret1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Development = dev
+		h := handlers.New(handlers.Deps{DB: db, Webhooks: v})
+		rec := post(h, body, signed(t, other, "msg_1", time.Now(), body))
+		hinted := strings.Contains(rec.Body.String(), "set CLERK_WEBHOOK_SIGNING_SECRET")
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), "no matching signature") || hinted != dev {
+			t.Errorf("development secret %v: %d %s, want 400 naming the variable only with the development secret",
+				dev, rec.Code, rec.Body)
+		}
+	}
+}

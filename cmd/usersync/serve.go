@@ -67,6 +67,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return usageError{fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %v", err)}
 	}
+	verifier.Development = len(cfg.WebhookSecrets) == 0
 	m := metrics.New(currentVersion())
 	if sqlDB, err := db.DB(); err == nil {
 		m.WatchDB(sqlDB, string(cfg.Database.Dialect))
