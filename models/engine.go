@@ -2,14 +2,12 @@ package models
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
 	"sort"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 )
 
@@ -79,29 +77,18 @@ func MembershipChanges(kind ChangeKind, m MembershipSnapshot) []Change {
 // outcome. A 2xx answer may be given once it returns nil: the transaction
 // has committed (rule 6).
 func Apply(ctx context.Context, db *gorm.DB, changes []Change, src Source) ([]Outcome, error) {
-	return inTx(ctx, db, func(tx *gorm.DB) ([]Outcome, error) {
-		return apply(tx, changes, src, now())
+	return inTx(ctx, db, false, func(s session) ([]Outcome, error) {
+		return apply(ctx, s, changes, src, now())
 	})
 }
 
 // DryRun reports what Apply would do and writes nothing: it runs the same
 // transaction and rolls it back.
 func DryRun(ctx context.Context, db *gorm.DB, changes []Change, src Source) ([]Outcome, error) {
-	var out []Outcome
-	_, err := inTx(ctx, db, func(tx *gorm.DB) (struct{}, error) {
-		var err error
-		if out, err = apply(tx, changes, src, now()); err == nil {
-			err = errDryRun
-		}
-		return struct{}{}, err
+	return inTx(ctx, db, true, func(s session) ([]Outcome, error) {
+		return apply(ctx, s, changes, src, now())
 	})
-	if errors.Is(err, errDryRun) {
-		return out, nil
-	}
-	return nil, err
 }
-
-var errDryRun = errors.New("dry run")
 
 // ApplySnapshot applies one user snapshot.
 func ApplySnapshot(ctx context.Context, db *gorm.DB, s Snapshot, src Source) (Outcome, error) {
@@ -121,55 +108,19 @@ func Tombstone(ctx context.Context, db *gorm.DB, id string, src Source) (Outcome
 	return out[0], nil
 }
 
-// maxAttempts bounds how often a transaction Postgres aborted to break a
-// deadlock is run again.
-const maxAttempts = 5
-
-// inTx runs fn in a transaction and commits only if fn succeeds. Locks are
-// taken in one fixed order, but a batch gives up the email of a row it did
-// not lock (rule 3), so two batches swapping two users' emails can still
-// wait on each other's rows; Postgres aborts one, and it runs again.
-func inTx[T any](ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) (T, error)) (T, error) {
-	var out T
-	var err error
-	for range maxAttempts {
-		err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			var fnErr error
-			out, fnErr = fn(tx)
-			return fnErr
-		})
-		if !retryable(err) || ctx.Err() != nil {
-			return out, err
-		}
-	}
-	return out, err
-}
-
-// retryable reports whether Postgres aborted the transaction to break a
-// deadlock (or a serialization failure, which only stricter isolation than
-// the default raises).
-func retryable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
-}
-
 // now is the row time: UTC, cut to the microseconds Postgres keeps, so a value
 // read back equals the value written on both databases.
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
-// apply runs the four steps in the caller's transaction.
-func apply(tx *gorm.DB, changes []Change, src Source, at time.Time) ([]Outcome, error) {
-	k := keysOf(changes)
-	q := queryer{tx: tx, dialect: DialectOf(tx)}
-	if err := q.lock(k); err != nil {
-		return nil, err
-	}
+// apply runs the four steps in the session: lock and read in one run,
+// decide, write in a second.
+func apply(ctx context.Context, s session, changes []Change, src Source, at time.Time) ([]Outcome, error) {
 	st := newState(src, at)
-	if err := q.read(st, k); err != nil {
+	if err := lockAndRead(ctx, s, st, keysOf(changes)); err != nil {
 		return nil, err
 	}
 	out := st.decide(changes)
-	return out, q.write(st)
+	return out, write(ctx, s, st)
 }
 
 // keys are what a batch locks and reads.
@@ -251,104 +202,96 @@ func (k keys) lockIDs() (ids []int64, exclusive bool) {
 // key locks, or exclusive in their place.
 const batchLock int64 = 0x75736572_73796e63 // "usersync"
 
-// queryer runs the engine's statements in the transaction.
-type queryer struct {
-	tx      *gorm.DB
-	dialect Dialect
-}
-
-func (q queryer) lock(k keys) error {
-	if q.dialect != Postgres {
-		return nil
-	}
-	ids, exclusive := k.lockIDs()
-	if len(ids) == 0 {
-		return nil
-	}
-	query := lockKeysSQL
-	if exclusive {
-		query = lockBatchSQL
-	}
-	if _, err := q.exec(query, ids); err != nil {
-		return fmt.Errorf("lock %d keys: %w", len(ids), err)
-	}
-	return nil
-}
-
-// read loads the rows the batch's changes and rules reach into st.
-func (q queryer) read(st *state, k keys) error {
-	if len(k.users) > 0 {
-		err := q.each(readUsersSQL[q.dialect], []any{q.list(k.users), q.list(k.emails)}, func(scan func(...any) error) error {
-			var u User
-			var deleted bool
-			if err := scan(&u.ID, &u.Email, &u.Tier, &u.ClerkUpdatedAt, &deleted); err != nil {
-				return err
-			}
-			if _, seen := st.users[u.ID]; seen {
-				return nil // a row can come twice: by id and by email
-			}
-			if deleted {
-				u.Email, u.DeletedAt = nil, &st.at // a tombstone's deleted_at is never written again
-			}
-			r := &userRow{User: u, inDB: true, dbEmail: u.Email}
-			st.users[u.ID] = r
-			st.setEmail(r, u.Email)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("read %d users: %w", len(k.users), err)
+// lockAndRead locks k's keys and loads the rows the batch's changes and
+// rules reach into st, in one run, after the steps before (in the same
+// run). The reads start after the locks are held, so they see every batch
+// that held a key before.
+func lockAndRead(ctx context.Context, s session, st *state, k keys, before ...*step) error {
+	d := s.dialect()
+	steps := before
+	if ids, exclusive := k.lockIDs(); d == Postgres && len(ids) > 0 {
+		query := lockKeysSQL
+		if exclusive {
+			query = lockBatchSQL
 		}
+		steps = append(steps, &step{what: fmt.Sprintf("lock %d keys", len(ids)), sql: query, args: []any{ids}})
+	}
+	var reads []*step
+	if len(k.users) > 0 {
+		reads = append(reads, &step{what: fmt.Sprintf("read %d users", len(k.users)), sql: readUsersSQL[d],
+			args: []any{listArg(d, k.users), listArg(d, k.emails)}, row: func(scan func(...any) error) error {
+				var u User
+				var deleted bool
+				if err := scan(&u.ID, &u.Email, &u.Tier, &u.ClerkUpdatedAt, &deleted); err != nil {
+					return err
+				}
+				if _, seen := st.users[u.ID]; seen {
+					return nil // a row can come twice: by id and by email
+				}
+				if deleted {
+					u.Email, u.DeletedAt = nil, &st.at // a tombstone's deleted_at is never written again
+				}
+				r := &userRow{User: u, inDB: true, dbEmail: u.Email}
+				st.users[u.ID] = r
+				st.setEmail(r, u.Email)
+				return nil
+			}})
 	}
 	if len(k.orgs) > 0 {
-		err := q.each(readOrgsSQL[q.dialect], []any{q.list(k.orgs)}, func(scan func(...any) error) error {
-			var o Organization
-			var deleted bool
-			if err := scan(&o.ID, &o.Name, &o.Slug, &o.ImageURL, &o.CreatedBy, &o.Tier, &o.MembersCount,
-				&o.ClerkUpdatedAt, &deleted); err != nil {
-				return err
-			}
-			if deleted {
-				o.DeletedAt = &st.at
-			}
-			st.orgs[o.ID] = &orgRow{Organization: o}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("read %d organizations: %w", len(k.orgs), err)
-		}
+		reads = append(reads, &step{what: fmt.Sprintf("read %d organizations", len(k.orgs)), sql: readOrgsSQL[d],
+			args: []any{listArg(d, k.orgs)}, row: func(scan func(...any) error) error {
+				var o Organization
+				var deleted bool
+				if err := scan(&o.ID, &o.Name, &o.Slug, &o.ImageURL, &o.CreatedBy, &o.Tier, &o.MembersCount,
+					&o.ClerkUpdatedAt, &deleted); err != nil {
+					return err
+				}
+				if deleted {
+					o.DeletedAt = &st.at
+				}
+				st.orgs[o.ID] = &orgRow{Organization: o}
+				return nil
+			}})
 	}
 	if len(k.mems)+len(k.memsOfUsers)+len(k.memsOfOrgs) > 0 {
-		args := []any{q.list(k.mems), q.list(k.memsOfUsers), q.list(k.memsOfOrgs)}
-		err := q.each(readMembershipsSQL[q.dialect], args, func(scan func(...any) error) error {
-			var m Membership
-			var deleted bool
-			if err := scan(&m.ID, &m.OrganizationID, &m.UserID, &m.Role, &m.ClerkCreatedAt, &m.ClerkUpdatedAt,
-				&deleted); err != nil {
-				return err
-			}
-			if deleted {
-				m.DeletedAt = &st.at
-			}
-			if _, seen := st.mems[m.ID]; seen {
+		reads = append(reads, &step{what: "read memberships", sql: readMembershipsSQL[d],
+			args: []any{listArg(d, k.mems), listArg(d, k.memsOfUsers), listArg(d, k.memsOfOrgs)},
+			row: func(scan func(...any) error) error {
+				var m Membership
+				var deleted bool
+				if err := scan(&m.ID, &m.OrganizationID, &m.UserID, &m.Role, &m.ClerkCreatedAt, &m.ClerkUpdatedAt,
+					&deleted); err != nil {
+					return err
+				}
+				if _, seen := st.mems[m.ID]; seen {
+					return nil
+				}
+				if deleted {
+					m.DeletedAt = &st.at
+				}
+				r := &memRow{Membership: m}
+				st.mems[m.ID] = r
+				st.byUser[m.UserID] = append(st.byUser[m.UserID], r)
 				return nil
-			}
-			r := &memRow{Membership: m}
-			st.mems[m.ID] = r
-			st.byUser[m.UserID] = append(st.byUser[m.UserID], r)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("read memberships: %w", err)
-		}
+			}})
 	}
-	return nil
+	if d == Postgres && len(reads) > 0 {
+		// The reads are planned with their values at every run; the
+		// writes keep the plans Postgres caches for prepared statements.
+		reads = append(append([]*step{{what: "plan reads", sql: planReadsWithValues}}, reads...),
+			&step{what: "plan reads", sql: planAsConfigured})
+	}
+	return s.run(ctx, append(steps, reads...)...)
 }
 
-// write makes the tables match the decided state: first the addresses live
-// rows give up (so no moment has two live rows with one email), then the
-// users, organizations and memberships that changed, memberships becoming
-// tombstones before those becoming live (the unique index on live pairs).
-func (q queryer) write(st *state) error {
+// write makes the tables match the decided state in the session's last
+// run, then the steps after, and commits: first the addresses live rows give up (so no moment has two
+// live rows with one email), then the users, organizations and memberships
+// that changed, memberships becoming tombstones before those becoming live
+// (the unique index on live pairs).
+func write(ctx context.Context, s session, st *state, after ...*step) error {
+	d := s.dialect()
+	var steps []*step
 	var release, released []string // ids, and the emails they give up
 	var users []*User
 	for _, u := range sortedValues(st.users) {
@@ -361,12 +304,10 @@ func (q queryer) write(st *state) error {
 	}
 	if len(release) > 0 {
 		args := []any{release, released, st.at}
-		if q.dialect == SQLite {
-			args = []any{q.list(release), st.at}
+		if d == SQLite {
+			args = []any{listArg(d, release), st.at}
 		}
-		if _, err := q.exec(releaseEmailsSQL[q.dialect], args...); err != nil {
-			return fmt.Errorf("release %d emails: %w", len(release), err)
-		}
+		steps = append(steps, &step{what: fmt.Sprintf("release %d emails", len(release)), sql: releaseEmailsSQL[d], args: args})
 	}
 	var orgs []*Organization
 	for _, o := range sortedValues(st.orgs) {
@@ -381,64 +322,40 @@ func (q queryer) write(st *state) error {
 		}
 	}
 	sort.SliceStable(mems, func(i, j int) bool { return mems[i].Deleted() && !mems[j].Deleted() })
-	if err := upsert(q, usersTable, users, st.bound); err != nil {
+	var upserts []*step
+	upserts = upsertSteps(upserts, d, usersTable, users, st.bound)
+	upserts = upsertSteps(upserts, d, orgsTable, orgs, st.bound)
+	upserts = upsertSteps(upserts, d, membershipsTable, mems, st.bound)
+	if err := s.finish(ctx, append(append(steps, upserts...), after...)...); err != nil {
 		return err
 	}
-	if err := upsert(q, orgsTable, orgs, st.bound); err != nil {
-		return err
+	// Each row was decided under the batch's locks, so the guard (rules 1,
+	// 5 and 7) passes for every one. A row it skipped was changed by a
+	// writer outside the engine: the table is still right (the guard saw
+	// to it), but the outcomes are not, so the batch reports an error
+	// (on Postgres after its commit, which went in the same round trip).
+	for _, u := range upserts {
+		if u.affected != u.want {
+			return fmt.Errorf("%s: wrote %d of them: a row changed outside usersync's locks", u.what, u.affected)
+		}
 	}
-	return upsert(q, membershipsTable, mems, st.bound)
+	return nil
 }
 
 // writeChunk bounds the rows of one write statement: SQLite takes one
 // parameter a column, and a statement at most 32,766.
 const writeChunk = 500
 
-// upsert writes rows with t's statement, a chunk at a time. Each row was
-// decided under the batch's locks, so the statement's guard (rules 1, 5
-// and 7) passes for every one; a row it skips was changed by a writer
-// outside the engine, and the batch fails rather than report a write it
-// did not make.
-func upsert[R any](q queryer, t *table[R], rows []*R, bound int64) error {
+// upsertSteps adds the statements that write rows with t, a chunk each.
+func upsertSteps[R any](steps []*step, d Dialect, t *table[R], rows []*R, bound int64) []*step {
 	for start := 0; start < len(rows); start += writeChunk {
 		chunk := rows[start:min(start+writeChunk, len(rows))]
-		query, args := t.statement(q.dialect, chunk, bound)
-		n, err := q.exec(query, args...)
-		if err == nil && n != int64(len(chunk)) {
-			err = fmt.Errorf("wrote %d of them: a row changed outside usersync's locks", n)
-		}
-		if err != nil {
-			return fmt.Errorf("write %d %s: %w", len(chunk), t.name, err)
-		}
+		query, args := t.statement(d, chunk, bound)
+		steps = append(steps, &step{what: fmt.Sprintf("write %d %s", len(chunk), t.name), sql: query, args: args,
+			want: int64(len(chunk))})
 	}
-	return nil
+	return steps
 }
-
-func (q queryer) exec(query string, args ...any) (int64, error) {
-	res, err := q.tx.Statement.ConnPool.ExecContext(q.tx.Statement.Context, query, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
-// each runs a query and calls fn with each row's Scan.
-func (q queryer) each(query string, args []any, fn func(scan func(...any) error) error) error {
-	rows, err := q.tx.Statement.ConnPool.QueryContext(q.tx.Statement.Context, query, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := fn(rows.Scan); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
-}
-
-// list passes a list of strings: an array on Postgres, JSON on SQLite.
-func (q queryer) list(l []string) any { return listArg(q.dialect, l) }
 
 // sortedValues returns m's values in key order, so writes are deterministic.
 func sortedValues[V any](m map[string]*V) []*V {

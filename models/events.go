@@ -70,20 +70,27 @@ type EventResult struct {
 // committed (rule 6). The batch commits, or none of it does; concurrent
 // deliveries share a commit this way (the handlers' batcher).
 func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult, error) {
-	return inTx(ctx, db, func(tx *gorm.DB) ([]EventResult, error) {
-		return processBatch(tx, evs, now())
+	return inTx(ctx, db, false, func(s session) ([]EventResult, error) {
+		return processBatch(ctx, s, evs, now())
 	})
 }
 
-// processBatch records the events first (which finds the duplicates), then
-// applies the new ones through the engine, then corrects the outcomes
-// recorded as "applied" that turned out otherwise.
-func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error) {
+// processBatch records the events (which finds the duplicates) in the run
+// that locks and reads what every event of the batch touches, applies the
+// new ones, and corrects, with the writes, the outcomes recorded as
+// "applied" that turned out otherwise.
+func processBatch(ctx context.Context, s session, evs []Event, at time.Time) ([]EventResult, error) {
 	res := make([]EventResult, len(evs))
-	todo, err := recordEvents(tx, evs, res, at)
-	if err != nil {
+	var reach []Change
+	for _, ev := range evs {
+		reach = append(reach, ev.changes()...)
+	}
+	rec := recordEvents(s.dialect(), evs, at)
+	st := newState(SourceWebhook, at)
+	if err := lockAndRead(ctx, s, st, keysOf(reach), rec.step); err != nil {
 		return nil, err
 	}
+	todo := rec.newEvents(evs, res)
 	var changes []Change
 	var from []int // from[j] is the index in evs of changes[j]
 	for _, i := range todo {
@@ -95,11 +102,7 @@ func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error)
 			changes, from = append(changes, c), append(from, i)
 		}
 	}
-	outcomes, err := apply(tx, changes, SourceWebhook, at)
-	if err != nil {
-		return nil, err
-	}
-	for j, o := range outcomes {
+	for j, o := range st.decide(changes) {
 		i := from[j]
 		switch {
 		case !evs[i].Kind.isOrgEvent():
@@ -110,7 +113,7 @@ func processBatch(tx *gorm.DB, evs []Event, at time.Time) ([]EventResult, error)
 			res[i] = EventResult{Outcome: EventStale} // unless another of its changes wrote
 		}
 	}
-	return res, fixOutcomes(tx, evs, todo, res)
+	return res, write(ctx, s, st, fixOutcomes(s.dialect(), evs, todo, res)...)
 }
 
 // changes is what an event asks of the tables: none for the event types
@@ -147,22 +150,28 @@ var recordSQL = map[Dialect]string{
 	ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id`,
 }
 
-// recordEvents inserts a webhook_events row per new svix id, recording
-// user events as "applied" for now, marks the others EventDuplicate in res
-// (those recorded before, and repeats within the batch), and returns the
-// indexes of the new ones, in order.
-func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]int, error) {
-	var fresh []int // the batch's events, a repeated svix id only at its first
+// recording is the insert of a batch's svix ids and, once its step has
+// run, which of them it inserted.
+type recording struct {
+	step  *step
+	fresh []int           // the batch's events, a repeated svix id only at its first
+	isNew map[string]bool // the svix ids inserted
+}
+
+// recordEvents is the insert of a webhook_events row per new svix id,
+// recording events as "applied" (or "ignored") for now.
+func recordEvents(d Dialect, evs []Event, at time.Time) *recording {
+	rec := &recording{isNew: make(map[string]bool, len(evs))}
 	seen := make(map[string]bool, len(evs))
 	for i, ev := range evs {
 		if !seen[ev.SvixID] {
 			seen[ev.SvixID] = true
-			fresh = append(fresh, i)
+			rec.fresh = append(rec.fresh, i)
 		}
 	}
 	// Inserted in svix id order: two batches holding the same messages in
 	// other orders then wait for each other instead of deadlocking.
-	byID := slices.Clone(fresh)
+	byID := slices.Clone(rec.fresh)
 	slices.SortFunc(byID, func(a, b int) int { return strings.Compare(evs[a].SvixID, evs[b].SvixID) })
 	var ids, types, outcomes []string
 	var users []*string
@@ -179,9 +188,8 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]
 		ids, types, users, outcomes = append(ids, ev.SvixID), append(types, ev.Type), append(users, userID),
 			append(outcomes, string(outcome))
 	}
-	dialect := DialectOf(tx)
 	args := []any{ids, types, users, outcomes, at}
-	if dialect == SQLite {
+	if d == SQLite {
 		rows := make([][4]*string, len(ids))
 		for i := range ids {
 			rows[i] = [4]*string{&ids[i], &types[i], users[i], &outcomes[i]}
@@ -189,31 +197,35 @@ func recordEvents(tx *gorm.DB, evs []Event, res []EventResult, at time.Time) ([]
 		b, _ := json.Marshal(rows) // strings and nils always encode
 		args = []any{string(b), at}
 	}
-	isNew := make(map[string]bool, len(ids))
-	q := queryer{tx: tx, dialect: dialect}
-	err := q.each(recordSQL[dialect], args, func(scan func(...any) error) error {
-		var id string
-		err := scan(&id)
-		isNew[id] = true
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("record %d events: %w", len(ids), err)
-	}
+	rec.step = &step{what: fmt.Sprintf("record %d events", len(ids)), sql: recordSQL[d], args: args,
+		row: func(scan func(...any) error) error {
+			var id string
+			err := scan(&id)
+			rec.isNew[id] = true
+			return err
+		}}
+	return rec
+}
+
+// newEvents returns the indexes of the events the insert recorded, in
+// order, and marks the others EventDuplicate: those recorded before, and
+// repeats within the batch.
+func (rec *recording) newEvents(evs []Event, res []EventResult) []int {
 	var todo []int
 	for i := range res {
 		res[i] = EventResult{Outcome: EventDuplicate}
 	}
-	for _, i := range fresh {
-		if isNew[evs[i].SvixID] {
+	for _, i := range rec.fresh {
+		if rec.isNew[evs[i].SvixID] {
 			todo, res[i] = append(todo, i), EventResult{}
 		}
 	}
-	return todo, nil
+	return todo
 }
 
-// fixOutcomes rewrites the recorded outcome of events that were not applied.
-func fixOutcomes(tx *gorm.DB, evs []Event, todo []int, res []EventResult) error {
+// fixOutcomes is the rewrite of the recorded outcome of events that were
+// not applied; none when every one was.
+func fixOutcomes(d Dialect, evs []Event, todo []int, res []EventResult) []*step {
 	var stale []string
 	for _, i := range todo {
 		if res[i].Outcome == EventStale {
@@ -223,11 +235,7 @@ func fixOutcomes(tx *gorm.DB, evs []Event, todo []int, res []EventResult) error 
 	if len(stale) == 0 {
 		return nil
 	}
-	q := queryer{tx: tx, dialect: DialectOf(tx)}
-	if _, err := q.exec(staleSQL[q.dialect], q.list(stale)); err != nil {
-		return fmt.Errorf("record %d outcomes: %w", len(stale), err)
-	}
-	return nil
+	return []*step{{what: fmt.Sprintf("record %d outcomes", len(stale)), sql: staleSQL[d], args: []any{listArg(d, stale)}}}
 }
 
 // staleSQL marks the svix ids given as stale.

@@ -22,12 +22,17 @@ func TestDeletedMembershipStaysDeletedUnderARacingUpdate(t *testing.T) {
 	if _, err := models.Apply(ctx, db, models.MembershipChanges(models.ApplyMembership, m), models.SourceWebhook); err != nil {
 		t.Fatal(err)
 	}
-	del := db.Begin()
-	out, err := models.ApplyInTx(del, models.MembershipChanges(models.DeleteMembership,
-		models.MembershipSnapshot{ID: "orgmem_1"}), models.SourceWebhook, models.Now())
-	if err != nil || out[0] != models.Deleted {
-		t.Fatal(out, err)
-	}
+	held, release := make(chan struct{}), make(chan struct{})
+	deleted := make(chan error, 1)
+	go func() {
+		out, err := models.ApplyHolding(ctx, db, models.MembershipChanges(models.DeleteMembership,
+			models.MembershipSnapshot{ID: "orgmem_1"}), models.SourceWebhook, held, release)
+		if err == nil && out[0] != models.Deleted {
+			err = fmt.Errorf("deletion: %v, want deleted", out[0])
+		}
+		deleted <- err
+	}()
+	<-held
 	done := make(chan error, 1)
 	go func() {
 		update := memSnap("orgmem_1", "org_1", "user_1", 1, 20, "org:admin")
@@ -35,7 +40,8 @@ func TestDeletedMembershipStaysDeletedUnderARacingUpdate(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(300 * time.Millisecond) // the update waits on the membership's lock
-	if err := del.Commit().Error; err != nil {
+	close(release)
+	if err := <-deleted; err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {

@@ -1,9 +1,6 @@
 package models
 
-import (
-	"math"
-	"time"
-)
+import "time"
 
 // This file decides every change the engine (engine.go) applies, against
 // the rows it read, one change after another, and writes nothing. It is
@@ -396,7 +393,3 @@ func rawOrNil(raw string) *string {
 	}
 	return &raw
 }
-
-// pruneAll is the PruneMemberships change that tombstones every live
-// membership of a user.
-const pruneAll = math.MaxInt64

@@ -1,9 +1,6 @@
 package models
 
-import (
-	"strings"
-	"time"
-)
+import "strings"
 
 // Snapshot is one Clerk user as the table stores it, already mapped from
 // Clerk's JSON (primary email chosen and lower-cased, tier validated).
@@ -33,33 +30,4 @@ func (s Snapshot) normalized() Snapshot {
 		s.Email = &e
 	}
 	return s
-}
-
-// row is the users row a snapshot becomes when it is applied.
-func (s Snapshot) row(email *string, src Source, now time.Time) User {
-	tier := s.Tier
-	if tier == "" {
-		tier = TierFree
-	}
-	var raw *string
-	if s.RawJSON != "" {
-		raw = &s.RawJSON
-	}
-	return User{
-		ID:             s.ID,
-		Email:          email,
-		FirstName:      s.FirstName,
-		LastName:       s.LastName,
-		ImageURL:       s.ImageURL,
-		Username:       s.Username,
-		PhoneNumber:    s.PhoneNumber,
-		Tier:           tier,
-		ClerkUpdatedAt: s.UpdatedAt,
-		CreatedAt:      now,
-		UpdatedAt:      now,
-		SyncSource:     src,
-		EmailVerified:  email != nil && s.EmailVerified,
-		RawJSON:        raw,
-		SyncedAt:       &now,
-	}
 }

@@ -24,6 +24,16 @@ const (
 	lockBatchSQL = `SELECT pg_advisory_xact_lock(($1::bigint[])[1])`
 )
 
+// planReadsWithValues has Postgres plan the reads of a batch with their
+// values at every run, though pgx prepares them once per connection (and a
+// plan cached then would be kept): the plan of a lookup made while the table
+// was small, on a fresh install, scans the table whole once it has grown.
+// planAsConfigured restores the setting for the rest of the transaction.
+const (
+	planReadsWithValues = `SET LOCAL plan_cache_mode = force_custom_plan`
+	planAsConfigured    = `SET LOCAL plan_cache_mode = DEFAULT`
+)
+
 // readUsersSQL reads the batch's users and the live rows holding its
 // emails (a row can come twice). On Postgres the two lookups are a UNION
 // ALL: two index scans.
@@ -93,8 +103,21 @@ type table[R any] struct {
 	sqlite sync.Map // row count → the SQLite statement
 }
 
-// column is a written column and its Postgres type.
+// column is a written column and its Postgres type. Four kinds of column
+// hold the same value in every row of a batch, so Postgres takes them as
+// one parameter: "rowtime" (the batch's time), "deletedtime" (the batch's
+// time in a tombstone), "syncedtime" (the batch's time in a live row) and
+// "source".
 type column struct{ name, pgType string }
+
+// perBatch reports whether the column's value is the same in every row.
+func (c column) perBatch() bool {
+	switch c.pgType {
+	case "rowtime", "deletedtime", "syncedtime", "source":
+		return true
+	}
+	return false
+}
 
 func cols(spec string) []column {
 	var out []column
@@ -120,8 +143,8 @@ func updateAll(t string, columns []column, except ...string) string {
 
 var usersTable = newTable("users",
 	cols(`id text, email text, first_name text, last_name text, image_url text, username text,
-		phone_number text, tier text, clerk_updated_at bigint, created_at timestamptz, updated_at timestamptz,
-		deleted_at timestamptz, sync_source text, email_verified boolean, raw_json jsonb, synced_at timestamptz`),
+		phone_number text, tier text, clerk_updated_at bigint, created_at rowtime, updated_at rowtime,
+		deleted_at deletedtime, sync_source source, email_verified boolean, raw_json jsonb, synced_at syncedtime`),
 	func(u *User) []any {
 		return []any{u.ID, u.Email, u.FirstName, u.LastName, u.ImageURL, u.Username, u.PhoneNumber, u.Tier,
 			u.ClerkUpdatedAt, u.CreatedAt, u.UpdatedAt, u.DeletedAt, string(u.SyncSource), u.EmailVerified,
@@ -132,8 +155,8 @@ var usersTable = newTable("users",
 
 var orgsTable = newTable("organizations",
 	cols(`id text, name text, slug text, image_url text, created_by text, tier text, members_count bigint,
-		clerk_updated_at bigint, created_at timestamptz, updated_at timestamptz, deleted_at timestamptz,
-		sync_source text, raw_json jsonb`),
+		clerk_updated_at bigint, created_at rowtime, updated_at rowtime, deleted_at deletedtime,
+		sync_source source, raw_json jsonb`),
 	func(o *Organization) []any {
 		return []any{o.ID, o.Name, o.Slug, o.ImageURL, o.CreatedBy, o.Tier, o.MembersCount, o.ClerkUpdatedAt,
 			o.CreatedAt, o.UpdatedAt, o.DeletedAt, string(o.SyncSource), o.RawJSON}
@@ -141,8 +164,8 @@ var orgsTable = newTable("organizations",
 
 var membershipsTable = newTable("organization_memberships",
 	cols(`id text, organization_id text, user_id text, role text, clerk_created_at bigint,
-		clerk_updated_at bigint, created_at timestamptz, updated_at timestamptz, deleted_at timestamptz,
-		sync_source text, raw_json jsonb`),
+		clerk_updated_at bigint, created_at rowtime, updated_at rowtime, deleted_at deletedtime,
+		sync_source source, raw_json jsonb`),
 	func(m *Membership) []any {
 		return []any{m.ID, m.OrganizationID, m.UserID, m.Role, m.ClerkCreatedAt, m.ClerkUpdatedAt, m.CreatedAt,
 			m.UpdatedAt, m.DeletedAt, string(m.SyncSource), m.RawJSON}
@@ -166,7 +189,7 @@ func (t *table[R]) columnList() string {
 // statement is the upsert of rows and its arguments.
 func (t *table[R]) statement(d Dialect, rows []*R, bound int64) (string, []any) {
 	if d == Postgres {
-		return t.pgStatement(), append(t.pgArrays(rows), bound)
+		return t.pgStatement(), t.pgArgs(rows, bound)
 	}
 	n := len(rows)
 	query, ok := t.sqlite.Load(n)
@@ -185,34 +208,68 @@ func (t *table[R]) statement(d Dialect, rows []*R, bound int64) (string, []any) 
 	return query.(string), append(args, bound)
 }
 
-// pgStatement inserts the rows given as one array per column.
+// pgStatement inserts the rows given as one array per column, and the
+// per-batch columns from three parameters after the bound: the batch's
+// time and source.
 func (t *table[R]) pgStatement() string {
 	t.pgOnce.Do(func() {
-		var arrays, selects []string
-		for i, c := range t.columns {
-			typ, sel := c.pgType, "r."+c.name
-			if typ == "jsonb" {
-				typ, sel = "text", sel+"::jsonb"
+		var arrays, names, selects []string
+		n := len(t.arrayColumns()) + 1 // and "deleted"
+		bound, at, src := fmt.Sprintf("$%d::bigint", n+1), fmt.Sprintf("$%d::timestamptz", n+2), fmt.Sprintf("$%d", n+3)
+		for _, c := range t.columns {
+			switch c.pgType {
+			case "rowtime":
+				selects = append(selects, at)
+			case "deletedtime":
+				selects = append(selects, "CASE WHEN r.deleted THEN "+at+" END")
+			case "syncedtime":
+				selects = append(selects, "CASE WHEN NOT r.deleted THEN "+at+" END")
+			case "source":
+				selects = append(selects, src)
+			case "jsonb":
+				selects = append(selects, "r."+c.name+"::jsonb")
+			default:
+				selects = append(selects, "r."+c.name)
 			}
-			arrays = append(arrays, fmt.Sprintf("$%d::%s[]", i+1, typ))
-			selects = append(selects, sel)
 		}
-		bound := fmt.Sprintf("$%d::bigint", len(t.columns)+1)
+		for i, c := range t.arrayColumns() {
+			typ := c.pgType
+			if typ == "jsonb" {
+				typ = "text"
+			}
+			arrays, names = append(arrays, fmt.Sprintf("$%d::%s[]", i+1, typ)), append(names, c.name)
+		}
+		arrays, names = append(arrays, fmt.Sprintf("$%d::boolean[]", n)), append(names, "deleted")
 		t.pg = `INSERT INTO ` + t.name + ` (` + t.columnList() + `)
 			SELECT ` + strings.Join(selects, ", ") + `
-			FROM unnest(` + strings.Join(arrays, ", ") + `) AS r(` + t.columnList() + `)
+			FROM unnest(` + strings.Join(arrays, ", ") + `) AS r(` + strings.Join(names, ", ") + `)
 			ON CONFLICT (id) DO UPDATE SET ` + strings.ReplaceAll(t.set, "{bound}", bound)
 	})
 	return t.pg
 }
 
-// pgArrays turns rows into one typed array per column, as pgx sends them.
-func (t *table[R]) pgArrays(rows []*R) []any {
+func (t *table[R]) arrayColumns() []column {
+	var out []column
+	for _, c := range t.columns {
+		if !c.perBatch() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// pgArgs are the statement's arguments: one typed array per column that
+// varies by row, as pgx sends them, whether each row is a tombstone, then
+// the bound, the batch's time and its source.
+func (t *table[R]) pgArgs(rows []*R, bound int64) []any {
+	var args []any
+	deleted := make([]bool, len(rows))
+	var at time.Time
+	var src string
 	values := make([][]any, len(rows))
 	for i, r := range rows {
 		values[i] = t.values(r)
 	}
-	arrays := make([]any, len(t.columns))
 	for j, c := range t.columns {
 		switch c.pgType {
 		case "text", "jsonb":
@@ -220,7 +277,7 @@ func (t *table[R]) pgArrays(rows []*R) []any {
 			for i := range rows {
 				a[i] = textValue(values[i][j])
 			}
-			arrays[j] = a
+			args = append(args, a)
 		case "bigint":
 			a := make([]*int64, len(rows))
 			for i := range rows {
@@ -231,27 +288,24 @@ func (t *table[R]) pgArrays(rows []*R) []any {
 					a[i] = v
 				}
 			}
-			arrays[j] = a
+			args = append(args, a)
 		case "boolean":
 			a := make([]bool, len(rows))
 			for i := range rows {
 				a[i] = values[i][j].(bool)
 			}
-			arrays[j] = a
-		case "timestamptz":
-			a := make([]*time.Time, len(rows))
+			args = append(args, a)
+		case "rowtime":
+			at = values[0][j].(time.Time)
+		case "deletedtime":
 			for i := range rows {
-				switch v := values[i][j].(type) {
-				case time.Time:
-					a[i] = &v
-				case *time.Time:
-					a[i] = v
-				}
+				deleted[i] = values[i][j].(*time.Time) != nil
 			}
-			arrays[j] = a
+		case "source":
+			src = values[0][j].(string)
 		}
 	}
-	return arrays
+	return append(args, deleted, bound, at, src)
 }
 
 func textValue(v any) *string {
