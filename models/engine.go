@@ -351,8 +351,12 @@ func upsertSteps[R any](steps []*step, d Dialect, t *table[R], rows []*R, bound 
 	for start := 0; start < len(rows); start += writeChunk {
 		chunk := rows[start:min(start+writeChunk, len(rows))]
 		query, args := t.statement(d, chunk, bound)
-		steps = append(steps, &step{what: fmt.Sprintf("write %d %s", len(chunk), t.name), sql: query, args: args,
-			want: int64(len(chunk))})
+		st := &step{what: fmt.Sprintf("write %d %s", len(chunk), t.name), sql: query, args: args,
+			want: int64(len(chunk))}
+		if d == Postgres {
+			st.row = func(scan func(...any) error) error { return scan(&st.affected) } // the statement counts
+		}
+		steps = append(steps, st)
 	}
 	return steps
 }
