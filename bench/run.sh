@@ -12,6 +12,7 @@
 # Postgres where the role may CREATE DATABASE.
 #   PGURL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable C=32 D=10 bench/run.sh
 #   BEFORE=/tmp/usersync.old bench/run.sh     # compare with another build in the same run
+#   BEFORE_TREE=../old bench/run.sh           # and another checkout's BenchmarkBackfill20k, right after this one's
 #   PPROF=/tmp/cpu.pprof bench/run.sh         # also save a CPU profile of usersync under webhook load
 #                                             # (usersync is then built with -tags pprof, for serve --pprof)
 #   SKIP_BACKFILL=1 bench/run.sh
@@ -142,6 +143,11 @@ if [ -z "${SKIP_BACKFILL:-}" ]; then
   echo "== backfill: BenchmarkBackfill20k/postgres (20,000 users, fake Clerk in process)"
   bf=$(TEST_DATABASE_URL="${PGURL%/*}/postgres?sslmode=disable" go test -run '^$' -bench 'Backfill20k$/postgres' -benchtime 3x ./backfill/ | tee /dev/stderr)
   bf_rate=$(echo "$bf" | sed -n 's/.* \([0-9.]*\) users\/s.*/\1/p' | head -1)
+  if [ -n "${BEFORE_TREE:-}" ]; then
+    echo "== backfill BEFORE: BenchmarkBackfill20k/postgres in $BEFORE_TREE"
+    bfb=$(cd "$BEFORE_TREE" && TEST_DATABASE_URL="${PGURL%/*}/postgres?sslmode=disable" go test -run '^$' -bench 'Backfill20k$/postgres' -benchtime 3x ./backfill/ | tee /dev/stderr)
+    bf_before=$(echo "$bfb" | sed -n 's/.* \([0-9.]*\) users\/s.*/\1/p' | head -1)
+  fi
   echo "== backfill against Clerk's latency: BenchmarkBackfill20kLatency/postgres (200 ms a page, 100 requests/s)"
   bfl=$(TEST_DATABASE_URL="${PGURL%/*}/postgres?sslmode=disable" go test -run '^$' -bench 'Backfill20kLatency/postgres' -benchtime 3x ./backfill/ | tee /dev/stderr)
   bf_latency_ratio=$(echo "$bfl" | sed -n 's/.* \([0-9.]*\) ratio.*/\1/p' | head -1)
@@ -170,6 +176,10 @@ awk -v c="$ceiling" -v r="$rate" -v p="$p99" -v rss="$rss_kib" -v hz="$hz" -v f=
   if (bc > 0) printf "backfill              %8.0f users/s = %.2f x client-sent ceiling %.0f rows/s (goal >= 0.7)\n", br, br / bc, bc
   if (blr > 0) printf "backfill, 200 ms/page %8.2f x the same backfill with no latency (goal >= 0.8)\n", blr
 }'
+if [ -n "${bf_before:-}" ]; then
+  awk -v b="$bf_before" -v r="$bf_rate" -v bc="$bf_ceiling" 'BEGIN {
+    printf "BEFORE backfill       %8.0f users/s = %.2f x client-sent ceiling (after/before rate %.2f)\n", b, b / bc, r / b }'
+fi
 if [ -n "$before" ]; then
   b=$(echo "$before" | num rate_per_second); bp=$(echo "$before" | num p99_ms)
   awk -v b="$b" -v bp="$bp" -v pr="$plain_rate" -v r="$rate" -v rss="$before_rss" -v bc="$before_cpu" -v bpg="$before_pg" 'BEGIN {
