@@ -38,10 +38,10 @@ type step struct {
 }
 
 // inTx runs fn in a session, which fn's last run (finish) commits; a dry
-// run's is rolled back. Locks are
-// taken in one fixed order, but a batch gives up the email of a row it did
-// not lock (rule 3), so two batches swapping two users' emails can still
-// wait on each other's rows; Postgres aborts one, and it runs again.
+// run's is rolled back. Locks are taken in one fixed order, but a batch
+// gives up the email of a row it did not lock (rule 3), so two batches
+// swapping two users' emails can still wait on each other's rows; Postgres
+// aborts one, and it runs again.
 func inTx[T any](ctx context.Context, db *gorm.DB, dryRun bool, fn func(s session) (T, error)) (T, error) {
 	var out T
 	var err error
@@ -96,7 +96,11 @@ func runSession[T any](ctx context.Context, db *gorm.DB, dryRun bool, fn func(s 
 	err = conn.Raw(func(dc any) error {
 		s := &pgSession{conn: dc.(*stdlib.Conn).Conn(), dryRun: dryRun}
 		var err error
-		if out, err = fn(s); err != nil || s.begun {
+		out, err = fn(s)
+		if err == nil && s.begun && !dryRun {
+			err = errors.New("the transaction was left open: its last run did not commit")
+		}
+		if s.begun {
 			s.rollback(ctx) // after a failure, or a dry run
 		}
 		return err
