@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -38,12 +39,17 @@ func (c *Checker) ClerkKey(ctx context.Context) Result {
 	c.clerkDate = answer.Date
 	switch {
 	case answer.Status == http.StatusUnauthorized || answer.Status == http.StatusForbidden:
-		return fail(name, "Clerk refused CLERK_SECRET_KEY (%d): copy the Secret key (sk_live_… or sk_test_…) of this instance from Clerk Dashboard → API keys",
-			answer.Status)
+		return fail(name, "%s", RefusedKey(answer.Status))
 	case answer.Status != http.StatusOK:
 		return fail(name, "GET %s/v1/users answered %d: check CLERK_API_URL, or Clerk's status page", shown, answer.Status)
 	}
 	return ok(name, "accepted by %s (GET /v1/users?limit=1 answered 200)", shown)
+}
+
+// RefusedKey says what to do when Clerk answered status (401 or 403) to
+// CLERK_SECRET_KEY; backfill says the same.
+func RefusedKey(status int) string {
+	return fmt.Sprintf("Clerk refused CLERK_SECRET_KEY (%d): copy the Secret key (sk_live_… or sk_test_…) of this instance from Clerk Dashboard → API keys", status)
 }
 
 // clerk is the Backend API client the Clerk checks share.

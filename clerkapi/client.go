@@ -215,6 +215,19 @@ type retryAfterError struct {
 func (e *retryAfterError) Error() string { return e.err.Error() }
 func (e *retryAfterError) Unwrap() error { return e.err }
 
+// KeyRefusedError is Clerk answering 401 or 403: it refused the secret
+// key, which only another key mends. It is an ErrRejected.
+type KeyRefusedError struct {
+	Op     string
+	Status int
+}
+
+func (e *KeyRefusedError) Error() string {
+	return fmt.Sprintf("%s: %v: Clerk refused the secret key (status %d)", e.Op, ErrRejected, e.Status)
+}
+
+func (e *KeyRefusedError) Unwrap() error { return ErrRejected }
+
 // classify turns an SDK error into the package's errors. A 404 means
 // notFound, the caller's "that object does not exist", when the path names
 // one (a user, an organization); elsewhere (the JWKS, a listing of
@@ -229,6 +242,9 @@ func classify(err error, op string, notFound error) error {
 		case apiErr.HTTPStatusCode == http.StatusTooManyRequests:
 			wrapped := fmt.Errorf("%s: %w", op, ErrRateLimited)
 			return &retryAfterError{err: wrapped, wait: retryAfter(apiErr.Response)}
+		}
+		if apiErr.HTTPStatusCode == http.StatusUnauthorized || apiErr.HTTPStatusCode == http.StatusForbidden {
+			return &KeyRefusedError{Op: op, Status: apiErr.HTTPStatusCode}
 		}
 		if apiErr.HTTPStatusCode < 500 {
 			return fmt.Errorf("%s: %w: status %d", op, ErrRejected, apiErr.HTTPStatusCode)

@@ -2,6 +2,7 @@ package clerkapi_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"testing"
@@ -57,5 +58,17 @@ func TestEveryCallNamesItsOperation(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, fake.URL+"/v1/users", nil)
 	if op := clerkapi.Operation(req); op != "" {
 		t.Errorf("a request no client made is named %q", op)
+	}
+}
+
+// A key Clerk refuses is told apart from Clerk being down: a
+// KeyRefusedError with the status, an ErrRejected, never retried.
+func TestRefusedKeyIsNamed(t *testing.T) {
+	fake := clerktest.New(t)
+	client := clerkapi.NewClient(fake.URL, "sk_test_not_this_instance", nil)
+	_, err := client.GetUser(context.Background(), "user_1")
+	var refused *clerkapi.KeyRefusedError
+	if !errors.As(err, &refused) || refused.Status != 401 || !errors.Is(err, clerkapi.ErrRejected) || clerkapi.Retryable(err) {
+		t.Fatalf("GetUser with a refused key: %v, want a KeyRefusedError (401), an ErrRejected, not retryable", err)
 	}
 }

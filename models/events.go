@@ -81,9 +81,11 @@ func ProcessEvents(ctx context.Context, db *gorm.DB, evs []Event) ([]EventResult
 // "applied" that turned out otherwise.
 func processBatch(ctx context.Context, s session, evs []Event, at time.Time) ([]EventResult, error) {
 	res := make([]EventResult, len(evs))
+	asked := make([][]Change, len(evs)) // each event's changes
 	var reach []Change
-	for _, ev := range evs {
-		reach = append(reach, ev.changes()...)
+	for i, ev := range evs {
+		asked[i] = ev.changes()
+		reach = append(reach, asked[i]...)
 	}
 	rec := recordEvents(s.dialect(), evs, at)
 	st := newState(SourceWebhook, at)
@@ -94,11 +96,10 @@ func processBatch(ctx context.Context, s session, evs []Event, at time.Time) ([]
 	var changes []Change
 	var from []int // from[j] is the index in evs of changes[j]
 	for _, i := range todo {
-		cs := evs[i].changes()
-		if len(cs) == 0 {
+		if len(asked[i]) == 0 {
 			res[i] = EventResult{Outcome: EventIgnored}
 		}
-		for _, c := range cs {
+		for _, c := range asked[i] {
 			changes, from = append(changes, c), append(from, i)
 		}
 	}

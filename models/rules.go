@@ -213,7 +213,7 @@ func (st *state) deleteUser(id string) Outcome {
 	}
 	st.setEmail(u, nil)
 	u.User = User{ID: id, Tier: u.Tier, ClerkUpdatedAt: u.ClerkUpdatedAt, CreatedAt: u.CreatedAt,
-		DeletedAt: &st.at, SyncedAt: u.SyncedAt}
+		DeletedAt: &st.at}
 	st.touchUser(u)
 	return Deleted
 }

@@ -97,7 +97,7 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	budget := clerkapi.NewBudget(cfg.ClerkAPIRate.Requests, cfg.ClerkAPIRate.Per, nil)
 	client := clerkapi.NewClient(cfg.ClerkAPIURL, cfg.ClerkSecretKey, nil, clerkapi.WithBudget(budget))
 	if err := guardInstance(ctx, db, client, *rebind, *dryRun, stdout, log); err != nil {
-		return explainRejection(ctx, cfg, err)
+		return explainRejection(err)
 	}
 	opts := backfill.Options{PageSize: *pageSize, DryRun: *dryRun, Prune: *prune, PruneMax: *pruneMax,
 		Retry: backfill.DefaultRetry, Log: log}
@@ -117,7 +117,7 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		}
 	}
 	if err != nil {
-		return explainRejection(ctx, cfg, err)
+		return explainRejection(err)
 	}
 	if refused := sum.Refusals(); len(refused) > 0 {
 		printRefusals(stdout, refused)
@@ -174,18 +174,12 @@ func guardInstance(ctx context.Context, db *gorm.DB, client *clerkapi.Client, re
 	return models.GuardInstance(ctx, db, key)
 }
 
-// explainRejection turns Clerk refusing a request (a 4xx, which clerkapi
-// reports as the API being unavailable: request rejected) into what check
-// says of it: a refused CLERK_SECRET_KEY (401, 403), or another answer
-// pointing at CLERK_API_URL. clerkapi's error does not keep the status, so
-// check's probe (one GET /v1/users?limit=1) asks again.
-func explainRejection(ctx context.Context, cfg config.Config, err error) error {
-	if !errors.Is(err, clerkapi.ErrRejected) {
-		return err
-	}
-	c := check.Checker{Cfg: cfg}
-	if r := c.ClerkKey(ctx); r.Status == check.Fail {
-		return errors.New(r.Detail)
+// explainRejection names a refused CLERK_SECRET_KEY (Clerk answered 401
+// or 403) as check does, instead of Clerk being unavailable.
+func explainRejection(err error) error {
+	var refused *clerkapi.KeyRefusedError
+	if errors.As(err, &refused) {
+		return errors.New(check.RefusedKey(refused.Status))
 	}
 	return err
 }
